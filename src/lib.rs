@@ -1,0 +1,1 @@
+//! rtm SDK (placeholder)
