@@ -566,7 +566,9 @@ pub fn decode_client(buf: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
 /// answer a malformed request with an error reply instead of dropping it.
 pub fn peek_req(buf: &[u8]) -> Option<u32> {
     match buf.first() {
-        Some(&t) if (ty::LOGIN..=ty::UPDATE_TOKEN).contains(&t) => Reader::new(&buf[1..]).u32().ok(),
+        Some(&t) if (ty::LOGIN..=ty::UPDATE_TOKEN).contains(&t) => {
+            Reader::new(&buf[1..]).u32().ok()
+        }
         _ => None,
     }
 }
@@ -604,10 +606,7 @@ pub fn encode_server(f: &ServerFrame<'_>) -> Vec<u8> {
         ServerFrame::Push { seq, ref push } => encode_push_frame(seq, &encode_push_body(push)),
         ServerFrame::Notice { code, room, detail } => {
             let mut w = Writer::with_capacity(8 + room.len() + detail.len());
-            w.u8(ty::NOTICE)
-                .varint(code.into())
-                .str(room)
-                .str(detail);
+            w.u8(ty::NOTICE).varint(code.into()).str(room).str(detail);
             w.finish()
         }
         ServerFrame::Member {
