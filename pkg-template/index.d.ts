@@ -1,0 +1,159 @@
+// Types of rtm-sdk: the messaging API of VERTC (@volcengine/rtc).
+
+/** Event names; each value equals its key. */
+export declare const events: {
+  readonly onUserMessageReceived: 'onUserMessageReceived';
+  readonly onUserBinaryMessageReceived: 'onUserBinaryMessageReceived';
+  readonly onRoomMessageReceived: 'onRoomMessageReceived';
+  readonly onRoomBinaryMessageReceived: 'onRoomBinaryMessageReceived';
+  readonly onUserMessageReceivedOutsideRoom: 'onUserMessageReceivedOutsideRoom';
+  readonly onUserBinaryMessageReceivedOutsideRoom: 'onUserBinaryMessageReceivedOutsideRoom';
+  readonly onConnectionStateChanged: 'onConnectionStateChanged';
+  readonly onError: 'onError';
+  readonly onLoginResult: 'onLoginResult';
+  readonly onServerParamsSetResult: 'onServerParamsSetResult';
+  readonly onServerMessageSendResult: 'onServerMessageSendResult';
+  readonly onUserJoined: 'onUserJoined';
+  readonly onUserLeave: 'onUserLeave';
+  readonly onTokenWillExpire: 'onTokenWillExpire';
+  readonly onUserMessageSendResult: 'onUserMessageSendResult';
+  readonly onRoomMessageSendResult: 'onRoomMessageSendResult';
+  readonly onUserMessageSendResultOutsideRoom: 'onUserMessageSendResultOutsideRoom';
+};
+export type EventName = (typeof events)[keyof typeof events];
+
+/** Error codes carried by `SDKError.code` and `onError`; each value equals its key. */
+export type ErrorCodeName =
+  | 'USER_MESSAGE_TIMEOUT' | 'USER_MESSAGE_BROKEN' | 'USER_MESSAGE_NO_RECEIVER'
+  | 'USER_MESSAGE_EXCEED_QPS' | 'USER_MESSAGE_SEND_TO_SERVER_ERROR'
+  | 'USER_MESSAGE_SERVER_RESPONSE_ERROR' | 'USER_MESSAGE_NOT_JOIN' | 'USER_MESSAGE_NOT_LOGIN'
+  | 'USER_MESSAGE_SERVER_PARAMS_NOTSET' | 'USER_MESSAGE_UNKNOWN' | 'INVALID_PARAMS'
+  | 'INVALID_TOKEN' | 'TOKEN_EXPIRED' | 'ALREADY_LOGIN' | 'LOGIN_FAILED' | 'REPEAT_JOIN'
+  | 'JOIN_ROOM_FAILED' | 'DUPLICATE_LOGIN' | 'RTM_DUPLICATE_LOGIN' | 'NOT_LOGIN'
+  | 'CALLBACK_URL_NOT_ALLOWED' | 'PROTOCOL_ERROR' | 'SERVER_SHUTDOWN' | 'INVALID_APP_ID'
+  | 'KICKED_OUT' | 'NOT_CONNECTED_YET' | 'TIME_OUT' | 'UNEXPECTED_ERROR' | 'RTM_TOKEN_ERROR'
+  | 'RECONNECT_FAILED' | 'ROOM_DISMISS';
+export declare const ErrorCode: { readonly [K in ErrorCodeName]: K };
+
+/** Connection states (`onConnectionStateChanged`). */
+export declare const ConnectionState: {
+  readonly CONNECTION_START: 0;
+  readonly CONNECTION_STATE_DISCONNECTED: 1;
+  readonly CONNECTION_STATE_CONNECTING: 2;
+  readonly CONNECTION_STATE_CONNECTED: 3;
+  readonly CONNECTION_STATE_RECONNECTING: 4;
+  readonly CONNECTION_STATE_RECONNECTED: 5;
+  /** Disconnected for more than 10 s; retries go on. */
+  readonly CONNECTION_STATE_LOST: 6;
+};
+export type ConnectionStateValue = (typeof ConnectionState)[keyof typeof ConnectionState];
+
+/** Why a user left a room (`onUserLeave`). */
+export declare const UserOfflineReason: {
+  readonly QUIT: 0;
+  readonly DROPPED: 1;
+  readonly SWITCH_TO_INVISIBLE: 2;
+  readonly KICKED_BY_ADMIN: 3;
+};
+export type UserOfflineReasonValue = (typeof UserOfflineReason)[keyof typeof UserOfflineReason];
+
+/** Rejections and throws: a real `Error` with a stable `code`. */
+export interface SDKError extends Error {
+  name: 'SDKError';
+  code: ErrorCodeName;
+}
+
+export interface EngineConfig {
+  /** The rtm server's base URL (`https://…` or `wss://…`); the page's origin when absent. */
+  serverUrl?: string;
+}
+
+export interface UserInfo {
+  userId: string;
+  /** At most 200 bytes. */
+  extraInfo?: string;
+}
+
+export interface TextMessageEvent {
+  /** The sender: a user id, or the OpenAPI `From`. */
+  userId: string;
+  message: string;
+}
+export interface BinaryMessageEvent {
+  /** The sender: a user id, or the OpenAPI `From`. */
+  userId: string;
+  message: ArrayBuffer;
+}
+export interface ServerMessageResult {
+  /** The engine's message id (one counter per engine). */
+  msgId: number;
+  /** The business server's response body. */
+  response: string;
+}
+export interface ServerMessageSendResultEvent {
+  msgid: number;
+  /** 0 on success, else the wire send-result code (17, 18, 106, ...). */
+  error: number;
+  /** The business server's response body. */
+  message: string;
+}
+
+/** Payloads of every event, by name. */
+export interface EngineEventMap {
+  onUserMessageReceived: (e: TextMessageEvent) => void;
+  onUserBinaryMessageReceived: (e: BinaryMessageEvent) => void;
+  onRoomMessageReceived: (e: TextMessageEvent) => void;
+  onRoomBinaryMessageReceived: (e: BinaryMessageEvent) => void;
+  onUserMessageReceivedOutsideRoom: (e: TextMessageEvent) => void;
+  onUserBinaryMessageReceivedOutsideRoom: (e: BinaryMessageEvent) => void;
+  onConnectionStateChanged: (e: { state: ConnectionStateValue }) => void;
+  onError: (e: { errorCode: ErrorCodeName }) => void;
+  onLoginResult: (e: { userId: string; errorCode: number; elapsed: number }) => void;
+  /** No argument on success; the failure's code otherwise. */
+  onServerParamsSetResult: (error?: number) => void;
+  onServerMessageSendResult: (e: ServerMessageSendResultEvent) => void;
+  onUserJoined: (e: { userInfo: UserInfo }) => void;
+  onUserLeave: (e: { userInfo: UserInfo; reason: UserOfflineReasonValue }) => void;
+  onTokenWillExpire: () => void;
+  onUserMessageSendResult: (e: { msgid: number; error: number }) => void;
+  onRoomMessageSendResult: (e: { msgid: number; error: number }) => void;
+  onUserMessageSendResultOutsideRoom: (e: { msgid: number; error: number }) => void;
+}
+
+/** One messaging engine: one connection, one user, at most one room. */
+export interface IRTCEngine {
+  on<K extends EventName>(event: K, listener: EngineEventMap[K]): void;
+  addListener<K extends EventName>(event: K, listener: EngineEventMap[K]): void;
+  once<K extends EventName>(event: K, listener: EngineEventMap[K]): void;
+  off<K extends EventName>(event: K, listener?: EngineEventMap[K]): void;
+  removeListener<K extends EventName>(event: K, listener?: EngineEventMap[K]): void;
+  removeAllListeners(event?: EventName): void;
+  listenerCount(event: EventName): number;
+  listeners<K extends EventName>(event: K): Array<EngineEventMap[K]>;
+  eventNames(): EventName[];
+  emit<K extends EventName>(event: K, ...args: Parameters<EngineEventMap[K]>): boolean;
+
+  login(token: string | null, userId: string): Promise<void>;
+  logout(): Promise<void>;
+  joinRoom(token: string | null, roomId: string, userInfo: UserInfo, roomConfig?: object): Promise<void>;
+  leaveRoom(): Promise<void>;
+  setServerParams(signature: string, url: string): Promise<void>;
+  sendServerMessage(message: string): Promise<ServerMessageResult>;
+  sendServerBinaryMessage(message: ArrayBuffer | Uint8Array): Promise<ServerMessageResult>;
+  getPeerOnlineStatus(userId: string): Promise<0 | 1 | 2>;
+}
+
+export declare function createEngine(appId: string, config?: EngineConfig): IRTCEngine;
+export declare function destroyEngine(engine: IRTCEngine): void;
+export declare function getSdkVersion(): string;
+
+declare const VERTC: {
+  createEngine: typeof createEngine;
+  destroyEngine: typeof destroyEngine;
+  getSdkVersion: typeof getSdkVersion;
+  events: typeof events;
+  ErrorCode: typeof ErrorCode;
+  ConnectionState: typeof ConnectionState;
+  UserOfflineReason: typeof UserOfflineReason;
+};
+export default VERTC;
