@@ -1,0 +1,317 @@
+//! The HTTP surface (WebSocket endpoint, OpenAPI, health, demo tokens, static files) and the
+//! server's lifecycle.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rtm_protocol::ids::is_valid_id;
+use rtm_protocol::token::{AccessToken, Privilege, TokenError};
+use rtm_protocol::SUBPROTOCOL;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, ConfigError};
+use crate::hub::Hub;
+use crate::openapi;
+use crate::session::{self, SessionEnv};
+
+/// How long a shutdown waits for sessions to close before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The default lifetime of a token issued by `rtm-server token` and `/demo/token`, in seconds.
+pub const DEFAULT_TOKEN_TTL_SECS: u32 = 86_400;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is not usable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding or serving failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct ServerState {
+    pub(crate) hub: Hub,
+    pub(crate) config: Arc<Config>,
+    pub(crate) env: SessionEnv,
+}
+
+/// Serves `config` on `listener` until `shutdown` completes, then tells every session
+/// (close code 4003) and waits for them to end.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), rtm_server::Error> {
+/// let config = rtm_server::Config::single_app("0123456789abcdef01234567", "appkey", "AK", "SK");
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// rtm_server::run(config, listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    config.validate()?;
+    let hub = Hub::new(&config);
+    serve(config, hub, listener, shutdown).await
+}
+
+/// A running server started by [`start`].
+#[derive(Debug)]
+pub struct ServerHandle {
+    addr: SocketAddr,
+    hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), Error>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (with the real port when the config asked for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The server's shared state.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Shuts the server down (sessions are closed with 4003) and waits until it has stopped.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Io(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Binds `config.listen` (port 0 picks a free port) and serves in a background task.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), rtm_server::Error> {
+/// let mut config = rtm_server::Config::single_app("0123456789abcdef01234567", "appkey", "AK", "SK");
+/// config.listen = "127.0.0.1:0".parse().unwrap();
+/// let server = rtm_server::start(config).await?;
+/// println!("ws://{}/rtm?appId=0123456789abcdef01234567", server.local_addr());
+/// server.shutdown().await
+/// # }
+/// ```
+pub async fn start(config: Config) -> Result<ServerHandle, Error> {
+    config.validate()?;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let hub = Hub::new(&config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve(config, hub.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(ServerHandle {
+        addr,
+        hub,
+        stop: Some(stop),
+        task,
+    })
+}
+
+async fn serve(
+    config: Config,
+    hub: Hub,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (alive, mut all_gone) = mpsc::channel::<()>(1);
+    let state = ServerState {
+        env: SessionEnv {
+            hub: hub.clone(),
+            auth_timeout: Duration::from_millis(config.auth_timeout_ms),
+            shutdown: shutdown_rx,
+            alive,
+        },
+        hub,
+        config: Arc::new(config),
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, apps = state.config.apps.len(), "rtm-server listening");
+    }
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = shutdown_tx.send(true);
+        })
+        .await?;
+    // Every session holds a clone of `alive`; recv() returns None once all have ended.
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_gone.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sessions still open after the shutdown grace period");
+    }
+    Ok(())
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-date"),
+            HeaderName::from_static("x-content-sha256"),
+            HeaderName::from_static("x-security-token"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+fn router(state: ServerState) -> Router {
+    let config = state.config.clone();
+    let mut root = post(openapi::handle);
+    let mut demo = get(demo_token);
+    if let Some(dir) = &config.static_dir {
+        root = root.get_service(ServeDir::new(dir));
+    }
+    if !config.cors_origins.is_empty() {
+        let cors = cors_layer(&config.cors_origins);
+        root = root.layer(cors.clone());
+        demo = demo.layer(cors);
+    }
+    let mut r = Router::new()
+        .route("/", root)
+        .route("/rtm", get(websocket))
+        .route("/healthz", get(|| async { "ok" }));
+    if config.demo {
+        r = r.route("/demo/token", demo);
+    }
+    if let Some(dir) = &config.static_dir {
+        r = r.fallback_service(ServeDir::new(dir));
+    }
+    r.layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+/// `GET /rtm?appId=..`: the WebSocket endpoint.
+async fn websocket(
+    State(state): State<ServerState>,
+    Query(q): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let ws = ws.protocols([SUBPROTOCOL]);
+    if ws.selected_protocol().is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("the WebSocket subprotocol {SUBPROTOCOL} is required"),
+        )
+            .into_response();
+    }
+    let max = state.config.max_frame_bytes;
+    let ws = ws.max_message_size(max).max_frame_size(max);
+    let app_id = q.get("appId").cloned().unwrap_or_default();
+    let env = state.env.clone();
+    match state.hub.app(&app_id) {
+        Some(app) => ws.on_upgrade(move |socket| session::run(socket, app, env)),
+        None => ws.on_upgrade(move |socket| session::run_unknown_app(socket, app_id, env)),
+    }
+}
+
+/// Builds a "001" token for `user` in `room` ("" for a login token) of `app_id`, signed with
+/// `app_key`, issued at `now` (Unix seconds) and valid for `ttl_secs` (0 = never expires).
+/// The token grants the publish and subscribe privileges until it expires.
+///
+/// ```
+/// let t = rtm_server::issue_token("0123456789abcdef01234567", "appkey", "", "user1", 1_700_000_000, 3600)
+///     .unwrap();
+/// assert!(rtm_protocol::token::verify(&t, "0123456789abcdef01234567", "appkey", "", "user1", 1_700_000_001).is_ok());
+/// ```
+pub fn issue_token(
+    app_id: &str,
+    app_key: &str,
+    room: &str,
+    user: &str,
+    now: u64,
+    ttl_secs: u32,
+) -> Result<String, TokenError> {
+    let issued = u32::try_from(now).unwrap_or(u32::MAX);
+    let expire = if ttl_secs == 0 {
+        0
+    } else {
+        issued.saturating_add(ttl_secs)
+    };
+    let mut t = AccessToken::new(app_id, room, user);
+    t.nonce = rand::random();
+    t.issued_at = issued;
+    t.expire_time(expire)
+        .add_privilege(Privilege::PublishStream, expire)
+        .add_privilege(Privilege::SubscribeStream, expire);
+    t.try_serialize(app_key)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `GET /demo/token?user=U&room=R`: a token for the first app, valid for 24 hours.
+async fn demo_token(
+    State(state): State<ServerState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let bad = |m: &str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": m })),
+        )
+            .into_response()
+    };
+    let user = q.get("user").map(String::as_str).unwrap_or_default();
+    let room = q.get("room").map(String::as_str).unwrap_or_default();
+    if !is_valid_id(user) {
+        return bad("user must match [a-zA-Z0-9@._-]{1,128}");
+    }
+    if !room.is_empty() && !is_valid_id(room) {
+        return bad("room must match [a-zA-Z0-9@._-]{1,128}");
+    }
+    let Some(app) = state.config.apps.first() else {
+        return bad("no app configured");
+    };
+    match issue_token(
+        &app.app_id,
+        &app.app_key,
+        room,
+        user,
+        now_unix(),
+        DEFAULT_TOKEN_TTL_SECS,
+    ) {
+        Ok(token) => Json(serde_json::json!({ "token": token })).into_response(),
+        Err(e) => bad(&e.to_string()),
+    }
+}
