@@ -47,7 +47,7 @@ wait_http "$RTM_TEST_SERVER/healthz" || failed_steps+=("start rtm-server")
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120
-step "browser tests (headless Chromium)" cargo test -p rtm-sdk --target wasm32-unknown-unknown --tests
+step "browser tests (headless Chromium: page and Worker)" cargo test -p rtm-sdk --target wasm32-unknown-unknown --test browser --test worker
 
 step "npm package" scripts/build-pkg.sh
 [ -x scripts/size.sh ] && step "package size" scripts/size.sh

@@ -1,0 +1,767 @@
+//! The engine driven with a fake clock: frames in, transmits, completions and events out.
+
+use rtm_core::{
+    ws_url, Code, Completion, Config, ConnectionState, Engine, Error, Event, Payload, PushKind,
+    Transmit, Value,
+};
+use rtm_protocol::frame::{decode_client, encode_server, ClientFrame, Push, ServerFrame};
+
+const APP: &str = "0123456789abcdef01234567";
+
+struct H {
+    e: Engine,
+    now: u64,
+}
+
+impl H {
+    fn new() -> H {
+        H {
+            e: Engine::new(APP, "http://127.0.0.1:8080", Config::default()).unwrap(),
+            now: 1_000,
+        }
+    }
+
+    /// A logged-in engine with every output drained.
+    fn logged_in(user: &str) -> H {
+        let mut h = H::new();
+        h.e.login(h.now, Some("tok"), user);
+        h.open();
+        let req = h.sent_reqs()[0];
+        h.reply(req, Code::Ok, b"");
+        h.drain();
+        h
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.e.handle_timeout(self.now);
+    }
+
+    fn transmits(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.e.poll_transmit()).collect()
+    }
+
+    fn completions(&mut self) -> Vec<Completion> {
+        std::iter::from_fn(|| self.e.poll_completion()).collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.e.poll_event()).collect()
+    }
+
+    fn drain(&mut self) {
+        self.transmits();
+        self.completions();
+        self.events();
+    }
+
+    /// Expects a Connect, then reports the connection open.
+    fn open(&mut self) {
+        let t = self.e.poll_transmit();
+        assert_eq!(
+            t,
+            Some(Transmit::Connect {
+                url: "ws://127.0.0.1:8080/rtm?appId=0123456789abcdef01234567".into()
+            })
+        );
+        self.e.handle_connected(self.now);
+    }
+
+    /// The frames sent so far, as (type byte, req id); other transmits are an error.
+    fn sent(&mut self) -> Vec<Vec<u8>> {
+        self.transmits()
+            .into_iter()
+            .map(|t| match t {
+                Transmit::Send(b) => b,
+                other => panic!("expected a Send, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn sent_reqs(&mut self) -> Vec<u32> {
+        self.sent().iter().map(|b| req_of(b)).collect()
+    }
+
+    fn reply(&mut self, req: u32, code: Code, data: &[u8]) {
+        let f = encode_server(&ServerFrame::Reply {
+            req,
+            code: code.as_u16(),
+            data,
+        });
+        self.e.handle_frame(self.now, &f);
+    }
+
+    fn frame(&mut self, f: ServerFrame<'_>) {
+        let b = encode_server(&f);
+        self.e.handle_frame(self.now, &b);
+    }
+
+    fn result(&mut self, call: u64) -> Result<Value, Error> {
+        let all = self.completions();
+        let c = all
+            .iter()
+            .find(|c| c.call == call)
+            .unwrap_or_else(|| panic!("call {call} not completed: {all:?}"));
+        c.result.clone()
+    }
+}
+
+fn req_of(b: &[u8]) -> u32 {
+    match decode_client(b).unwrap() {
+        ClientFrame::Login { req, .. }
+        | ClientFrame::Logout { req }
+        | ClientFrame::Join { req, .. }
+        | ClientFrame::Leave { req, .. }
+        | ClientFrame::SetServerParams { req, .. }
+        | ClientFrame::SendServer { req, .. }
+        | ClientFrame::SendUser { req, .. }
+        | ClientFrame::SendRoom { req, .. }
+        | ClientFrame::PeerStatus { req, .. }
+        | ClientFrame::Ping { req }
+        | ClientFrame::UpdateToken { req, .. } => req,
+    }
+}
+
+fn err(c: Code) -> Result<Value, Error> {
+    Err(Error::Code(c))
+}
+
+fn states(events: &[Event]) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ConnectionStateChanged { state } => Some(state.as_u8()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn login_opens_the_connection_and_waits_for_it() {
+    let mut h = H::new();
+    assert_eq!(h.e.connection_state(), ConnectionState::Start);
+    let call = h.e.login(h.now, Some("tok"), "alice");
+    h.open();
+    let sent = h.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::Login {
+            req: 1,
+            token: "tok",
+            user: "alice"
+        }
+    );
+    assert!(h.completions().is_empty());
+    h.now += 42;
+    h.reply(1, Code::Ok, b"");
+    assert_eq!(h.result(call), Ok(Value::None));
+    let ev = h.events();
+    assert_eq!(states(&ev), vec![2, 3]);
+    assert!(ev.contains(&Event::LoginResult {
+        user_id: "alice".into(),
+        error: None,
+        elapsed_ms: 42
+    }));
+    assert_eq!(h.e.logged_in_user(), Some("alice"));
+    assert_eq!(h.e.connection_state(), ConnectionState::Connected);
+}
+
+#[test]
+fn requests_made_while_connecting_go_out_in_order_once_open() {
+    let mut h = H::new();
+    h.e.login(h.now, Some("t1"), "alice");
+    h.e.join_room(h.now, Some("t2"), "room1", "alice", "hi");
+    h.e.set_server_params(h.now, "sig", "http://biz/");
+    assert!(matches!(
+        h.e.poll_transmit(),
+        Some(Transmit::Connect { .. })
+    ));
+    assert_eq!(h.e.poll_transmit(), None, "nothing is sent before the open");
+    h.e.handle_connected(h.now);
+    let sent = h.sent();
+    let types: Vec<u8> = sent.iter().map(|b| b[0]).collect();
+    assert_eq!(types, vec![0x01, 0x03, 0x05]);
+    assert_eq!(
+        decode_client(&sent[1]).unwrap(),
+        ClientFrame::Join {
+            req: 2,
+            token: "t2",
+            room: "room1",
+            user: "alice",
+            extra: "hi"
+        }
+    );
+}
+
+#[test]
+fn invalid_ids_fail_without_a_request() {
+    let mut h = H::new();
+    for bad in ["", "a b", "ü", &"x".repeat(129)] {
+        let c = h.e.login(h.now, Some("t"), bad);
+        assert_eq!(h.result(c), err(Code::InvalidParams));
+        let c = h.e.join_room(h.now, Some("t"), bad, "alice", "");
+        assert_eq!(h.result(c), err(Code::InvalidParams));
+        let c = h.e.join_room(h.now, Some("t"), "room", bad, "");
+        assert_eq!(h.result(c), err(Code::InvalidParams));
+    }
+    let c =
+        h.e.join_room(h.now, Some("t"), "room", "alice", &"e".repeat(201));
+    assert_eq!(h.result(c), err(Code::InvalidParams));
+    assert!(h.transmits().is_empty());
+    assert_eq!(h.e.connection_state(), ConnectionState::Start);
+}
+
+#[test]
+fn second_login_and_other_user_are_refused() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.login(h.now, Some("t"), "alice");
+    assert_eq!(h.result(c), err(Code::AlreadyLogin));
+    let c = h.e.join_room(h.now, Some("t"), "room", "bob", "");
+    assert_eq!(h.result(c), err(Code::InvalidParams));
+    assert!(h.transmits().is_empty());
+}
+
+#[test]
+fn failed_login_closes_the_idle_connection() {
+    let mut h = H::new();
+    let c = h.e.login(h.now, Some("bad"), "alice");
+    h.open();
+    h.sent();
+    h.reply(1, Code::InvalidToken, b"");
+    assert_eq!(h.result(c), err(Code::InvalidToken));
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    let ev = h.events();
+    assert_eq!(states(&ev), vec![2, 3, 1]);
+    assert!(ev.contains(&Event::LoginResult {
+        user_id: "alice".into(),
+        error: Some(Error::Code(Code::InvalidToken)),
+        elapsed_ms: 0
+    }));
+    assert_eq!(h.e.logged_in_user(), None);
+    // A new login opens a new connection.
+    h.e.login(h.now, Some("good"), "alice");
+    h.open();
+    assert_eq!(h.sent_reqs(), vec![2]);
+}
+
+#[test]
+fn pushes_become_the_six_message_events() {
+    let mut h = H::logged_in("alice");
+    let bin: Vec<u8> = (0..=255).collect();
+    let cases = [
+        (
+            PushKind::OutsideRoom,
+            "",
+            false,
+            "onUserMessageReceivedOutsideRoom",
+        ),
+        (
+            PushKind::OutsideRoom,
+            "",
+            true,
+            "onUserBinaryMessageReceivedOutsideRoom",
+        ),
+        (PushKind::RoomUser, "r1", false, "onUserMessageReceived"),
+        (
+            PushKind::RoomUser,
+            "r1",
+            true,
+            "onUserBinaryMessageReceived",
+        ),
+        (PushKind::Room, "r1", false, "onRoomMessageReceived"),
+        (PushKind::Room, "r1", true, "onRoomBinaryMessageReceived"),
+    ];
+    for (i, (kind, room, binary, name)) in cases.into_iter().enumerate() {
+        let payload: &[u8] = if binary { &bin } else { "héllo".as_bytes() };
+        h.frame(ServerFrame::Push {
+            seq: i as u64 + 1,
+            push: Push {
+                kind,
+                room,
+                from: "server",
+                binary,
+                payload,
+            },
+        });
+        let ev = h.events();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].name(), name);
+        let want = if binary {
+            Payload::Binary(bin.clone())
+        } else {
+            Payload::Text("héllo".into())
+        };
+        assert_eq!(
+            ev[0],
+            Event::Message {
+                kind,
+                room: room.into(),
+                user_id: "server".into(),
+                payload: want
+            }
+        );
+        assert_eq!(h.e.last_push_seq(), i as u64 + 1);
+    }
+}
+
+#[test]
+fn a_full_size_push_arrives_intact() {
+    let mut h = H::logged_in("alice");
+    let big: Vec<u8> = (0..65_536u32).map(|i| (i * 7) as u8).collect();
+    h.frame(ServerFrame::Push {
+        seq: 1,
+        push: Push {
+            kind: PushKind::Room,
+            room: "r",
+            from: "srv",
+            binary: true,
+            payload: &big,
+        },
+    });
+    match &h.events()[0] {
+        Event::Message {
+            payload: Payload::Binary(b),
+            ..
+        } => assert_eq!(b, &big),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rtm_duplicate_login_ends_the_login_and_the_idle_connection() {
+    let mut h = H::logged_in("alice");
+    h.frame(ServerFrame::Notice {
+        code: Code::RtmDuplicateLogin.as_u16(),
+        room: "",
+        detail: "elsewhere",
+    });
+    let ev = h.events();
+    assert!(ev.contains(&Event::Error {
+        error_code: "RTM_DUPLICATE_LOGIN",
+        room: String::new()
+    }));
+    assert_eq!(states(&ev), vec![1]);
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    assert_eq!(h.e.logged_in_user(), None);
+    // The server's 4002 close after that is not reported again.
+    h.e.handle_closed(h.now, 4002);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn rtm_duplicate_login_keeps_the_room() {
+    let mut h = H::logged_in("alice");
+    h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    let req = h.sent_reqs()[0];
+    h.reply(req, Code::Ok, b"");
+    h.drain();
+    h.frame(ServerFrame::Notice {
+        code: Code::RtmDuplicateLogin.as_u16(),
+        room: "",
+        detail: "",
+    });
+    assert!(h.transmits().is_empty());
+    assert_eq!(h.e.room_id(), Some("r1"));
+    assert_eq!(h.e.logged_in_user(), None);
+}
+
+#[test]
+fn duplicate_login_in_a_room_leaves_it() {
+    let mut h = H::logged_in("alice");
+    h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    let req = h.sent_reqs()[0];
+    h.reply(req, Code::Ok, b"");
+    h.drain();
+    h.frame(ServerFrame::Notice {
+        code: Code::DuplicateLogin.as_u16(),
+        room: "r1",
+        detail: "",
+    });
+    assert_eq!(
+        h.events(),
+        vec![Event::Error {
+            error_code: "DUPLICATE_LOGIN",
+            room: "r1".into()
+        }]
+    );
+    assert_eq!(h.e.room_id(), None);
+    // Still logged in: the connection stays.
+    assert!(h.transmits().is_empty());
+    // And a new join is possible.
+    let c = h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    let req = h.sent_reqs()[0];
+    h.reply(req, Code::Ok, b"");
+    assert_eq!(h.result(c), Ok(Value::None));
+}
+
+#[test]
+fn join_repeat_and_leave() {
+    let mut h = H::new();
+    let c = h.e.join_room(h.now, Some("t"), "r1", "alice", "x");
+    h.open();
+    h.sent();
+    h.reply(1, Code::Ok, b"");
+    assert_eq!(h.result(c), Ok(Value::None));
+    assert_eq!(h.e.room_id(), Some("r1"));
+    let c = h.e.join_room(h.now, Some("t"), "r2", "alice", "");
+    assert_eq!(h.result(c), err(Code::RepeatJoin));
+    let c = h.e.leave_room(h.now);
+    let sent = h.sent();
+    assert_eq!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::Leave { req: 2, room: "r1" }
+    );
+    h.reply(2, Code::Ok, b"");
+    assert_eq!(h.result(c), Ok(Value::None));
+    // Neither logged in nor in a room: the client closes.
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    // Leave again is a no-op success.
+    let c = h.e.leave_room(h.now);
+    assert_eq!(h.result(c), Ok(Value::None));
+    assert!(h.transmits().is_empty());
+}
+
+#[test]
+fn failed_join_clears_the_room() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    let req = h.sent_reqs()[0];
+    h.reply(req, Code::TokenExpired, b"");
+    assert_eq!(h.result(c), err(Code::TokenExpired));
+    assert_eq!(h.e.room_id(), None);
+    assert!(h.transmits().is_empty(), "still logged in");
+}
+
+#[test]
+fn logout() {
+    let mut h = H::new();
+    let c = h.e.logout(h.now);
+    assert_eq!(h.result(c), err(Code::NotLoginSession));
+    assert_eq!(Error::Code(Code::NotLoginSession).error_code(), "NOT_LOGIN");
+    let mut h = H::logged_in("alice");
+    let c = h.e.logout(h.now);
+    assert_eq!(
+        decode_client(&h.sent()[0]).unwrap(),
+        ClientFrame::Logout { req: 2 }
+    );
+    h.reply(2, Code::Ok, b"");
+    assert_eq!(h.result(c), Ok(Value::None));
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    assert_eq!(states(&h.events()), vec![1]);
+}
+
+#[test]
+fn unexpected_close_fails_pending_calls() {
+    let mut h = H::logged_in("alice");
+    let j = h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    let m = h.e.send_server_message(h.now, &Payload::Text("hi".into()));
+    h.sent();
+    h.e.handle_closed(h.now, 1006);
+    assert_eq!(h.result(j), Err(Error::NotConnected));
+    assert_eq!(Error::NotConnected.error_code(), "NOT_CONNECTED_YET");
+    let ev = h.events();
+    assert!(ev.contains(&Event::ServerMessageSendResult {
+        msg_id: 1,
+        error: Some(Error::Code(Code::Broken)),
+        response: vec![]
+    }));
+    assert_eq!(states(&ev), vec![1]);
+    let _ = m;
+    assert_eq!(h.e.logged_in_user(), None);
+    assert_eq!(h.e.room_id(), None);
+    assert_eq!(h.e.poll_timeout(), None);
+}
+
+#[test]
+fn connection_that_never_opens_fails_the_login() {
+    let mut h = H::new();
+    let c = h.e.login(h.now, Some("t"), "alice");
+    assert!(matches!(
+        h.e.poll_transmit(),
+        Some(Transmit::Connect { .. })
+    ));
+    h.e.handle_closed(h.now, 1006);
+    assert_eq!(h.result(c), Err(Error::NotConnected));
+    assert_eq!(states(&h.events()), vec![2, 1]);
+}
+
+#[test]
+fn signaling_times_out_after_60_s() {
+    let mut h = H::new();
+    let c = h.e.login(h.now, Some("t"), "alice");
+    h.open();
+    h.sent();
+    assert_eq!(h.e.poll_timeout(), Some(h.now + 60_000));
+    h.advance(59_999);
+    assert!(h.completions().is_empty());
+    h.advance(1);
+    assert_eq!(h.result(c), Err(Error::Timeout));
+    assert_eq!(Error::Timeout.error_code(), "TIME_OUT");
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    // A late reply is ignored.
+    h.reply(1, Code::Ok, b"");
+    assert!(h.completions().is_empty());
+}
+
+#[test]
+fn server_messages() {
+    let mut h = H::new();
+    let c = h.e.send_server_message(h.now, &Payload::Text("hi".into()));
+    assert_eq!(h.result(c), err(Code::NotLoginSession));
+    let mut h = H::logged_in("alice");
+    for bad in [
+        Payload::Text(String::new()),
+        Payload::Binary(vec![0; 65_537]),
+    ] {
+        let c = h.e.send_server_message(h.now, &bad);
+        assert_eq!(h.result(c), err(Code::InvalidParams));
+    }
+    assert!(h.transmits().is_empty());
+    let c1 =
+        h.e.send_server_message(h.now, &Payload::Binary(vec![7; 65_536]));
+    let c2 = h.e.send_server_message(h.now, &Payload::Text("two".into()));
+    let sent = h.sent();
+    match decode_client(&sent[0]).unwrap() {
+        ClientFrame::SendServer {
+            msg_id,
+            binary,
+            payload,
+            ..
+        } => assert_eq!((msg_id, binary, payload.len()), (1, true, 65_536)),
+        f => panic!("{f:?}"),
+    }
+    match decode_client(&sent[1]).unwrap() {
+        ClientFrame::SendServer {
+            msg_id,
+            binary,
+            payload,
+            ..
+        } => assert_eq!((msg_id, binary, payload), (2, false, &b"two"[..])),
+        f => panic!("{f:?}"),
+    }
+    let (r1, r2) = (req_of(&sent[0]), req_of(&sent[1]));
+    h.reply(r2, Code::ServerResponseError, b"oops");
+    h.reply(r1, Code::Ok, b"ack");
+    let done = h.completions();
+    assert_eq!(done[0].call, c2);
+    assert_eq!(done[0].result, err(Code::ServerResponseError));
+    assert_eq!(done[1].call, c1);
+    assert_eq!(
+        done[1].result,
+        Ok(Value::ServerMessage {
+            msg_id: 1,
+            response: b"ack".to_vec()
+        })
+    );
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::ServerMessageSendResult {
+                msg_id: 2,
+                error: Some(Error::Code(Code::ServerResponseError)),
+                response: b"oops".to_vec()
+            },
+            Event::ServerMessageSendResult {
+                msg_id: 1,
+                error: None,
+                response: b"ack".to_vec()
+            },
+        ]
+    );
+    // The counter is shared and keeps going.
+    assert_eq!(h.e.next_msg_id(), 3);
+}
+
+#[test]
+fn server_message_times_out_with_user_message_timeout() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.send_server_message(h.now, &Payload::Text("x".into()));
+    h.sent();
+    h.advance(60_000);
+    assert_eq!(h.result(c), err(Code::Timeout));
+    assert_eq!(
+        Error::Code(Code::Timeout).error_code(),
+        "USER_MESSAGE_TIMEOUT"
+    );
+}
+
+#[test]
+fn set_server_params() {
+    let mut h = H::new();
+    let c = h.e.set_server_params(h.now, "sig", "http://biz/");
+    assert_eq!(h.result(c), err(Code::NotLoginSession));
+    let mut h = H::logged_in("alice");
+    for (sig, url) in [("", "http://biz/"), ("sig", "")] {
+        let c = h.e.set_server_params(h.now, sig, url);
+        assert_eq!(h.result(c), err(Code::InvalidParams));
+        assert_eq!(
+            h.events(),
+            vec![Event::ServerParamsSetResult {
+                error: Some(Error::Code(Code::InvalidParams))
+            }]
+        );
+    }
+    let c = h.e.set_server_params(h.now, "sig", "http://biz/");
+    let sent = h.sent();
+    assert_eq!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::SetServerParams {
+            req: 2,
+            signature: "sig",
+            url: "http://biz/"
+        }
+    );
+    h.reply(2, Code::Ok, b"");
+    assert_eq!(h.result(c), Ok(Value::None));
+    assert_eq!(
+        h.events(),
+        vec![Event::ServerParamsSetResult { error: None }]
+    );
+    assert_eq!(h.e.server_params(), Some(("sig", "http://biz/")));
+    let c = h.e.set_server_params(h.now, "sig2", "http://evil/");
+    h.sent();
+    h.reply(3, Code::CallbackNotAllowed, b"");
+    assert_eq!(h.result(c), err(Code::CallbackNotAllowed));
+    assert_eq!(h.e.server_params(), Some(("sig", "http://biz/")));
+}
+
+#[test]
+fn peer_status() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.get_peer_online_status(h.now, "bob");
+    h.sent();
+    h.reply(2, Code::Ok, &[1]);
+    assert_eq!(h.result(c), Ok(Value::PeerStatus(1)));
+    let c = h.e.get_peer_online_status(h.now, "b b");
+    assert_eq!(h.result(c), err(Code::InvalidParams));
+}
+
+#[test]
+fn undecodable_frame_closes_with_4000() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    h.sent();
+    h.e.handle_frame(h.now, &[0xff, 1, 2]);
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 4000 }]);
+    assert_eq!(h.result(c), Err(Error::NotConnected));
+    assert_eq!(h.e.connection_state(), ConnectionState::Disconnected);
+    // The transport's own close event afterwards changes nothing.
+    h.e.handle_closed(h.now, 4000);
+    assert!(h.events().iter().all(|e| !matches!(e, Event::Error { .. })));
+}
+
+#[test]
+fn unknown_app_notice_explains_the_close() {
+    let mut h = H::new();
+    let c = h.e.login(h.now, Some("t"), "alice");
+    h.open();
+    h.sent();
+    h.frame(ServerFrame::Notice {
+        code: Code::UnknownApp.as_u16(),
+        room: "",
+        detail: "unknown app",
+    });
+    h.e.handle_closed(h.now, 4004);
+    assert_eq!(h.result(c), err(Code::UnknownApp));
+    let ev = h.events();
+    assert!(ev.contains(&Event::Error {
+        error_code: "INVALID_APP_ID",
+        room: String::new()
+    }));
+}
+
+#[test]
+fn member_frames() {
+    let mut h = H::logged_in("alice");
+    h.frame(ServerFrame::Member {
+        room: "r1",
+        user: "bob",
+        extra: "x",
+        joined: true,
+        reason: 0,
+    });
+    h.frame(ServerFrame::Member {
+        room: "r1",
+        user: "bob",
+        extra: "x",
+        joined: false,
+        reason: 1,
+    });
+    let ev = h.events();
+    assert_eq!(ev[0].name(), "onUserJoined");
+    assert_eq!(
+        ev[1],
+        Event::UserLeave {
+            room: "r1".into(),
+            user_id: "bob".into(),
+            extra_info: "x".into(),
+            reason: 1
+        }
+    );
+}
+
+#[test]
+fn destroy_fails_everything() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    h.sent();
+    h.e.destroy();
+    assert_eq!(h.result(c), Err(Error::Destroyed));
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    let c = h.e.login(h.now, Some("t"), "bob");
+    assert_eq!(h.result(c), Err(Error::Destroyed));
+    assert!(h.transmits().is_empty());
+}
+
+#[test]
+fn frames_for_unknown_requests_and_before_open_are_ignored() {
+    let mut h = H::new();
+    h.reply(9, Code::Ok, b"");
+    let mut h2 = H::logged_in("alice");
+    h2.reply(99, Code::Ok, b"");
+    assert!(h.completions().is_empty() && h2.completions().is_empty());
+    assert!(h.events().is_empty() && h2.events().is_empty());
+}
+
+#[test]
+fn urls() {
+    let cases = [
+        ("http://h:1", "ws://h:1/rtm?appId=A"),
+        ("https://h/", "wss://h/rtm?appId=A"),
+        ("ws://h/p/", "ws://h/p/rtm?appId=A"),
+        ("WSS://h", "wss://h/rtm?appId=A"),
+    ];
+    for (base, want) in cases {
+        assert_eq!(ws_url(base, "A").as_deref(), Some(want), "{base}");
+    }
+    assert_eq!(
+        ws_url("http://h", "a/b&c").as_deref(),
+        Some("ws://h/rtm?appId=a%2Fb%26c")
+    );
+    for bad in ["", "h:1", "ftp://h", "http://", "http:///x"] {
+        assert_eq!(ws_url(bad, "A"), None, "{bad}");
+    }
+    assert!(Engine::new("", "http://h", Config::default()).is_err());
+    assert!(Engine::new(APP, "nope", Config::default()).is_err());
+}
+
+#[test]
+fn error_codes_are_unique_strings() {
+    let all: Vec<&str> = rtm_core::all_error_codes().collect();
+    let mut dedup = all.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(all.len(), dedup.len());
+    for want in [
+        "INVALID_PARAMS",
+        "RTM_DUPLICATE_LOGIN",
+        "DUPLICATE_LOGIN",
+        "NOT_CONNECTED_YET",
+        "TIME_OUT",
+        "USER_MESSAGE_SERVER_PARAMS_NOTSET",
+    ] {
+        assert!(all.contains(&want), "{want}");
+    }
+    assert!(!all.contains(&"OK"));
+}

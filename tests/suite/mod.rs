@@ -1,0 +1,711 @@
+//! The browser test suite, shared by `tests/browser.rs` (a page) and `tests/worker.rs`
+//! (a dedicated Worker), against a real `rtm-server`.
+//!
+//! The server's URL and credentials come from compile-time environment variables set by the
+//! test script: `RTM_TEST_SERVER` (e.g. `http://127.0.0.1:8080`), `RTM_TEST_APP_ID`,
+//! `RTM_TEST_APP_KEY`, `RTM_TEST_AK`, `RTM_TEST_SK`. The server must run with
+//! `--cors-origin '*'` (the test page has another origin). Unset variables fail every test
+//! that needs the server.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array, JSON};
+use rtm_protocol::sign::{format_x_date, hex_sha256, sign, SignRequest};
+use rtm_protocol::token::AccessToken;
+use rtm_sdk::{
+    create_engine, destroy_engine, get_sdk_version, ConnectionState, ErrorCode, Events, RtcEngine,
+};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{Headers, Request, RequestInit, Response};
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = fetch)]
+    fn fetch_request(req: &Request) -> Promise;
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(f: &js_sys::Function, ms: f64) -> JsValue;
+}
+
+struct Env {
+    server: &'static str,
+    app_id: &'static str,
+    app_key: &'static str,
+    ak: &'static str,
+    sk: &'static str,
+}
+
+fn env() -> Env {
+    fn need(v: Option<&'static str>, name: &str) -> &'static str {
+        match v {
+            Some(v) if !v.is_empty() => v,
+            _ => panic!("{name} is not set: build the browser tests through scripts/test.sh"),
+        }
+    }
+    Env {
+        server: need(option_env!("RTM_TEST_SERVER"), "RTM_TEST_SERVER"),
+        app_id: need(option_env!("RTM_TEST_APP_ID"), "RTM_TEST_APP_ID"),
+        app_key: need(option_env!("RTM_TEST_APP_KEY"), "RTM_TEST_APP_KEY"),
+        ak: need(option_env!("RTM_TEST_AK"), "RTM_TEST_AK"),
+        sk: need(option_env!("RTM_TEST_SK"), "RTM_TEST_SK"),
+    }
+}
+
+fn now_secs() -> u32 {
+    (js_sys::Date::now() / 1000.0) as u32
+}
+
+/// A user or room id unique to this run and test.
+fn uid(prefix: &str) -> String {
+    let r = (js_sys::Math::random() * 1e9) as u64;
+    format!("{prefix}-{}-{r}", js_sys::Date::now() as u64)
+}
+
+fn token_with(app_id: &str, key: &str, room: &str, user: &str, expire: u32) -> String {
+    let mut t = AccessToken::new(app_id, room, user);
+    t.nonce = (js_sys::Math::random() * 1e9) as u32;
+    t.issued_at = now_secs();
+    t.expire_time(expire);
+    t.serialize(key)
+}
+
+fn token(room: &str, user: &str) -> String {
+    let e = env();
+    token_with(e.app_id, e.app_key, room, user, now_secs() + 3600)
+}
+
+fn engine() -> RtcEngine {
+    let cfg = obj(&[("serverUrl", env().server.into())]);
+    create_engine(env().app_id.into(), cfg).expect("createEngine")
+}
+
+fn obj(fields: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in fields {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap()
+}
+
+async fn sleep(ms: u32) {
+    let p = Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, f64::from(ms));
+    });
+    JsFuture::from(p).await.unwrap();
+}
+
+async fn ok(p: Promise) -> JsValue {
+    match JsFuture::from(p).await {
+        Ok(v) => v,
+        Err(e) => panic!("rejected: {:?} {:?}", get(&e, "code"), get(&e, "message")),
+    }
+}
+
+/// Awaits a rejection and returns its `code` after checking it is an `SDKError`.
+async fn rejected(p: Promise) -> String {
+    let e = JsFuture::from(p).await.expect_err("expected a rejection");
+    assert!(e.is_instance_of::<js_sys::Error>(), "not an Error: {e:?}");
+    assert_eq!(get(&e, "name").as_string().as_deref(), Some("SDKError"));
+    get(&e, "code").as_string().expect("code")
+}
+
+/// Records every emission of `event` (first argument, or `undefined`).
+#[derive(Clone)]
+struct Recorder(Rc<RefCell<Vec<JsValue>>>);
+
+impl Recorder {
+    fn on(engine: &RtcEngine, event: &str) -> Recorder {
+        let rec = Recorder(Rc::default());
+        let r = rec.0.clone();
+        let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| r.borrow_mut().push(v));
+        // The listener's lifetime is the test page's: JS owns it from here.
+        engine.on(event.into(), f.into_js_value()).unwrap();
+        rec
+    }
+
+    fn len(&self) -> usize {
+        self.0.borrow().len()
+    }
+
+    /// Waits (up to 5 s) until `n` emissions arrived, and returns them.
+    async fn wait(&self, n: usize) -> Vec<JsValue> {
+        for _ in 0..500 {
+            if self.len() >= n {
+                return self.0.borrow().clone();
+            }
+            sleep(10).await;
+        }
+        panic!("waited for {n} events, got {}", self.len());
+    }
+
+    fn take(&self) -> Vec<JsValue> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
+
+/// Sends a signed OpenAPI request; returns the HTTP status and the response body.
+async fn openapi(action: &str, body: &JsValue) -> (u16, String) {
+    openapi_with(action, body, env().sk).await
+}
+
+async fn openapi_with(action: &str, body: &JsValue, sk: &str) -> (u16, String) {
+    let e = env();
+    let body = JSON::stringify(body).unwrap().as_string().unwrap();
+    let query = format!("Action={action}&Version=2023-07-20");
+    let host = e
+        .server
+        .split_once("://")
+        .map_or(e.server, |(_, r)| r)
+        .trim_end_matches('/');
+    let x_date = format_x_date(i64::from(now_secs()));
+    let sha = hex_sha256(body.as_bytes());
+    let signed = [
+        ("Host", host),
+        ("X-Date", x_date.as_str()),
+        ("X-Content-Sha256", sha.as_str()),
+    ];
+    let req = SignRequest {
+        method: "POST",
+        path: "/",
+        query: &query,
+        headers: &signed,
+        body: body.as_bytes(),
+    };
+    let auth = sign(
+        &req,
+        e.ak,
+        sk,
+        "cn-north-1",
+        "rtc",
+        &x_date,
+        &["host", "x-date", "x-content-sha256"],
+    );
+    let headers = Headers::new().unwrap();
+    headers.set("X-Date", &x_date).unwrap();
+    headers.set("X-Content-Sha256", &sha).unwrap();
+    headers.set("Authorization", &auth).unwrap();
+    headers.set("Content-Type", "application/json").unwrap();
+    let init = RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&body));
+    let url = format!("{}/?{query}", e.server.trim_end_matches('/'));
+    let request = Request::new_with_str_and_init(&url, &init).unwrap();
+    let resp: Response = JsFuture::from(fetch_request(&request))
+        .await
+        .expect("fetch")
+        .dyn_into()
+        .unwrap();
+    let text = JsFuture::from(resp.text().unwrap()).await.unwrap();
+    (resp.status(), text.as_string().unwrap())
+}
+
+/// A logged-in engine in a fresh room, and its user and room ids.
+async fn logged_in_and_joined() -> (RtcEngine, String, String) {
+    let user = uid("u");
+    let room = uid("r");
+    let engine = engine();
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    let info = obj(&[("userId", user.clone().into())]);
+    ok(engine.join_room(
+        token(&room, &user).into(),
+        room.clone().into(),
+        info,
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    (engine, user, room)
+}
+
+fn message_body(user_fields: &[(&str, JsValue)], from: &str, message: &Message<'_>) -> JsValue {
+    let mut fields = vec![
+        ("AppId", JsValue::from_str(env().app_id)),
+        ("From", from.into()),
+    ];
+    fields.extend(user_fields.iter().cloned());
+    match message {
+        Message::Text(t) => {
+            fields.push(("Binary", false.into()));
+            fields.push(("Message", (*t).into()));
+        }
+        Message::Binary(b) => {
+            fields.push(("Binary", true.into()));
+            fields.push(("Message", STANDARD.encode(b).into()));
+        }
+    }
+    obj(&fields)
+}
+
+enum Message<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+/// Checks one received event payload: `userId` is `from`, `message` the exact text or an
+/// `ArrayBuffer` with the exact bytes.
+fn check(payload: &JsValue, from: &str, message: &Message<'_>) {
+    assert_eq!(get(payload, "userId").as_string().as_deref(), Some(from));
+    let m = get(payload, "message");
+    match message {
+        Message::Text(t) => assert_eq!(m.as_string().as_deref(), Some(*t)),
+        Message::Binary(b) => {
+            let buf = m.dyn_into::<ArrayBuffer>().expect("an ArrayBuffer");
+            assert!(
+                Uint8Array::new(&buf).to_vec() == *b,
+                "binary payload differs"
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn exported_enums_and_version() {
+    assert_eq!(
+        Events::onRoomBinaryMessageReceived().as_string().as_deref(),
+        Some("onRoomBinaryMessageReceived")
+    );
+    assert_eq!(
+        ErrorCode::RTM_DUPLICATE_LOGIN().as_string().as_deref(),
+        Some("RTM_DUPLICATE_LOGIN")
+    );
+    assert_eq!(ConnectionState::CONNECTION_STATE_CONNECTED as u8, 3);
+    assert!(!get_sdk_version().is_empty());
+}
+
+#[wasm_bindgen_test]
+async fn four_actions_deliver_exact_payloads() {
+    let (engine, user, room) = logged_in_and_joined().await;
+    let names = [
+        "onUserMessageReceivedOutsideRoom",
+        "onUserBinaryMessageReceivedOutsideRoom",
+        "onUserMessageReceived",
+        "onUserBinaryMessageReceived",
+        "onRoomMessageReceived",
+        "onRoomBinaryMessageReceived",
+    ];
+    let recs: Vec<Recorder> = names.iter().map(|n| Recorder::on(&engine, n)).collect();
+
+    let big_bin: Vec<u8> = (0..65_536u32)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
+        .collect();
+    let big_text = "x".repeat(65_536);
+    let small_bin: Vec<u8> = (0..=255).collect();
+    let batch_bin: Vec<u8> = (0..20_480u32).map(|i| i as u8).collect();
+    let text = "héllo \"wörld\" 🌍";
+    let from = "biz-server_1";
+
+    type Case<'a> = (&'a str, Vec<(&'a str, JsValue)>, Message<'a>, usize);
+    let to: JsValue = user.clone().into();
+    let batch_to: JsValue = Array::of2(&to, &"nobody-here".into()).into();
+    let room_v: JsValue = room.clone().into();
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "SendUnicast",
+            vec![("To", to.clone())],
+            Message::Text(text),
+            0,
+        ),
+        (
+            "SendUnicast",
+            vec![("To", to.clone())],
+            Message::Binary(&small_bin),
+            1,
+        ),
+        (
+            "SendUnicast",
+            vec![("To", to.clone())],
+            Message::Binary(&big_bin),
+            1,
+        ),
+        (
+            "SendUnicast",
+            vec![("To", to.clone())],
+            Message::Text(&big_text),
+            0,
+        ),
+        (
+            "SendRoomUnicast",
+            vec![("RoomId", room_v.clone()), ("To", to.clone())],
+            Message::Text(text),
+            2,
+        ),
+        (
+            "SendRoomUnicast",
+            vec![("RoomId", room_v.clone()), ("To", to.clone())],
+            Message::Binary(&big_bin),
+            3,
+        ),
+        (
+            "BatchSendRoomUnicast",
+            vec![("RoomId", room_v.clone()), ("To", batch_to.clone())],
+            Message::Text(text),
+            2,
+        ),
+        (
+            "BatchSendRoomUnicast",
+            vec![("RoomId", room_v.clone()), ("To", batch_to.clone())],
+            Message::Binary(&batch_bin),
+            3,
+        ),
+        (
+            "SendBroadcast",
+            vec![("RoomId", room_v.clone())],
+            Message::Text(text),
+            4,
+        ),
+        (
+            "SendBroadcast",
+            vec![("RoomId", room_v.clone())],
+            Message::Binary(&big_bin),
+            5,
+        ),
+    ];
+    for (action, fields, message, event) in &cases {
+        let body = message_body(fields, from, message);
+        let (status, resp) = openapi(action, &body).await;
+        assert_eq!(status, 200, "{action}: {resp}");
+        assert!(resp.contains("\"success\""), "{action}: {resp}");
+        let got = recs[*event].wait(1).await;
+        assert_eq!(got.len(), 1, "{action}: one event");
+        check(&got[0], from, message);
+        recs[*event].take();
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(r.len(), 0, "{action}: unexpected {}", names[i]);
+        }
+    }
+    ok(engine.leave_room()).await;
+    ok(engine.logout()).await;
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn connection_states_login_logout() {
+    let user = uid("u");
+    let engine = engine();
+    let states = Recorder::on(&engine, "onConnectionStateChanged");
+    assert_eq!(rejected(engine.logout()).await, "NOT_LOGIN");
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    assert_eq!(
+        rejected(engine.login(token("", &user).into(), user.clone().into())).await,
+        "ALREADY_LOGIN"
+    );
+    ok(engine.logout()).await;
+    let got: Vec<f64> = states
+        .wait(3)
+        .await
+        .iter()
+        .map(|s| get(s, "state").as_f64().unwrap())
+        .collect();
+    assert_eq!(got, vec![2.0, 3.0, 1.0]);
+    // Log in again after logging out.
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn bad_tokens() {
+    let e = env();
+    let user = uid("u");
+    let engine = engine();
+    let forged = token_with(e.app_id, "not-the-key", "", &user, now_secs() + 3600);
+    assert_eq!(
+        rejected(engine.login(forged.into(), user.clone().into())).await,
+        "INVALID_TOKEN"
+    );
+    let expired = token_with(e.app_id, e.app_key, "", &user, now_secs() - 10);
+    assert_eq!(
+        rejected(engine.login(expired.into(), user.clone().into())).await,
+        "TOKEN_EXPIRED"
+    );
+    let other_user = token("", "someone-else");
+    assert_eq!(
+        rejected(engine.login(other_user.into(), user.clone().into())).await,
+        "INVALID_TOKEN"
+    );
+    assert_eq!(
+        rejected(engine.login(JsValue::NULL, user.clone().into())).await,
+        "INVALID_TOKEN"
+    );
+    let info = obj(&[("userId", user.clone().into())]);
+    let wrong_room = token("room-a", &user);
+    assert_eq!(
+        rejected(engine.join_room(wrong_room.into(), "room-b".into(), info, JsValue::UNDEFINED))
+            .await,
+        "INVALID_TOKEN"
+    );
+    // The engine still works afterwards.
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn invalid_params_fail_without_a_request() {
+    let engine = engine();
+    let states = Recorder::on(&engine, "onConnectionStateChanged");
+    for bad in ["", "a b", "ä", &"x".repeat(129)] {
+        let code = rejected(engine.login(token("", "x").into(), bad.into())).await;
+        assert_eq!(code, "INVALID_PARAMS", "{bad:?}");
+    }
+    assert_eq!(
+        rejected(engine.login(token("", "x").into(), JsValue::from(5))).await,
+        "INVALID_PARAMS"
+    );
+    let info = obj(&[("userId", "ok-user".into())]);
+    assert_eq!(
+        rejected(engine.join_room(
+            token("r", "ok-user").into(),
+            "bad room".into(),
+            info,
+            JsValue::UNDEFINED
+        ))
+        .await,
+        "INVALID_PARAMS"
+    );
+    assert_eq!(
+        rejected(engine.join_room(
+            token("r", "x").into(),
+            "r".into(),
+            JsValue::UNDEFINED,
+            JsValue::UNDEFINED
+        ))
+        .await,
+        "INVALID_PARAMS"
+    );
+    assert_eq!(
+        rejected(engine.send_server_message("hi".into())).await,
+        "NOT_LOGIN"
+    );
+    sleep(50).await;
+    assert_eq!(states.len(), 0, "no connection was opened");
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn rtm_duplicate_login() {
+    let user = uid("u");
+    let first = engine();
+    let errors = Recorder::on(&first, "onError");
+    ok(first.login(token("", &user).into(), user.clone().into())).await;
+    let second = engine();
+    ok(second.login(token("", &user).into(), user.clone().into())).await;
+    let got = errors.wait(1).await;
+    assert_eq!(
+        get(&got[0], "errorCode").as_string().as_deref(),
+        Some("RTM_DUPLICATE_LOGIN")
+    );
+    // The first engine is logged out now.
+    assert_eq!(rejected(first.logout()).await, "NOT_LOGIN");
+    destroy_engine(&first);
+    destroy_engine(&second);
+}
+
+#[wasm_bindgen_test]
+async fn duplicate_join() {
+    let (first, user, room) = logged_in_and_joined().await;
+    let errors = Recorder::on(&first, "onError");
+    let second = engine();
+    let info = obj(&[("userId", user.clone().into())]);
+    ok(second.join_room(
+        token(&room, &user).into(),
+        room.clone().into(),
+        info,
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    let got = errors.wait(1).await;
+    assert_eq!(
+        get(&got[0], "errorCode").as_string().as_deref(),
+        Some("DUPLICATE_LOGIN")
+    );
+    // Out of the room, so a new join is possible; it takes the room back.
+    let errors2 = Recorder::on(&second, "onError");
+    let info = obj(&[("userId", user.clone().into())]);
+    ok(first.join_room(
+        token(&room, &user).into(),
+        room.clone().into(),
+        info,
+        JsValue::UNDEFINED,
+    ))
+    .await;
+    let got = errors2.wait(1).await;
+    assert_eq!(
+        get(&got[0], "errorCode").as_string().as_deref(),
+        Some("DUPLICATE_LOGIN")
+    );
+    destroy_engine(&first);
+    destroy_engine(&second);
+}
+
+#[wasm_bindgen_test]
+async fn repeat_join_and_idempotent_leave() {
+    let (engine, user, room) = logged_in_and_joined().await;
+    let info = obj(&[("userId", user.clone().into())]);
+    assert_eq!(
+        rejected(engine.join_room(
+            token(&room, &user).into(),
+            room.clone().into(),
+            info,
+            JsValue::UNDEFINED
+        ))
+        .await,
+        "REPEAT_JOIN"
+    );
+    ok(engine.leave_room()).await;
+    ok(engine.leave_room()).await;
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn unknown_app_id() {
+    let cfg = obj(&[("serverUrl", env().server.into())]);
+    let engine = create_engine("ffffffffffffffffffffffff".into(), cfg).unwrap();
+    let errors = Recorder::on(&engine, "onError");
+    let user = uid("u");
+    let code = rejected(engine.login(token("", &user).into(), user.into())).await;
+    assert_eq!(code, "INVALID_APP_ID");
+    assert_eq!(
+        get(&errors.wait(1).await[0], "errorCode")
+            .as_string()
+            .as_deref(),
+        Some("INVALID_APP_ID")
+    );
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+fn create_engine_checks_its_arguments() {
+    let bad = obj(&[("serverUrl", "ftp://x".into())]);
+    let e = create_engine(env().app_id.into(), bad)
+        .err()
+        .expect("rejected URL");
+    assert_eq!(
+        get(&e, "code").as_string().as_deref(),
+        Some("INVALID_PARAMS")
+    );
+    assert!(create_engine("".into(), JsValue::UNDEFINED).is_err());
+    // Without serverUrl the page's own origin is used.
+    assert!(create_engine(env().app_id.into(), JsValue::UNDEFINED).is_ok());
+}
+
+#[wasm_bindgen_test]
+async fn a_throwing_listener_is_contained() {
+    let user = uid("u");
+    let engine = engine();
+    let thrower = Closure::<dyn FnMut(JsValue)>::new(|_| {
+        wasm_bindgen::throw_str("listener failure");
+    });
+    engine
+        .on("onConnectionStateChanged".into(), thrower.into_js_value())
+        .unwrap();
+    let errors = Recorder::on(&engine, "onError");
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    let got = errors.wait(1).await;
+    assert_eq!(
+        get(&got[0], "errorCode").as_string().as_deref(),
+        Some("UNEXPECTED_ERROR")
+    );
+    ok(engine.logout()).await;
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn emitter_methods() {
+    let engine = engine();
+    let calls = Rc::new(RefCell::new(0));
+    let c = calls.clone();
+    let f: JsValue =
+        Closure::<dyn FnMut(JsValue)>::new(move |_| *c.borrow_mut() += 1).into_js_value();
+    engine.on("x".into(), f.clone()).unwrap();
+    engine.once("x".into(), f.clone()).unwrap();
+    engine.once("y".into(), f.clone()).unwrap();
+    assert_eq!(engine.listener_count("x".into()), 2);
+    assert_eq!(engine.event_names().length(), 2);
+    assert!(engine.emit("x".into(), JsValue::NULL));
+    assert_eq!(*calls.borrow(), 2);
+    assert_eq!(engine.listener_count("x".into()), 1);
+    assert!(engine.emit("x".into(), JsValue::NULL));
+    assert_eq!(*calls.borrow(), 3);
+    engine.off("x".into(), f.clone());
+    assert_eq!(engine.listener_count("x".into()), 0);
+    assert!(!engine.emit("x".into(), JsValue::NULL));
+    assert_eq!(engine.listeners("y".into()).length(), 1);
+    engine.remove_all_listeners(None);
+    assert_eq!(engine.event_names().length(), 0);
+    assert!(engine.on("x".into(), JsValue::from(1)).is_err());
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn server_message_needs_params_and_valid_size() {
+    let user = uid("u");
+    let engine = engine();
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    assert_eq!(
+        rejected(engine.send_server_message("".into())).await,
+        "INVALID_PARAMS"
+    );
+    let too_big = Uint8Array::new_with_length(65_537);
+    assert_eq!(
+        rejected(engine.send_server_binary_message(too_big.into())).await,
+        "INVALID_PARAMS"
+    );
+    assert_eq!(
+        rejected(engine.send_server_binary_message("text".into())).await,
+        "INVALID_PARAMS"
+    );
+    assert_eq!(
+        rejected(engine.send_server_message("hi".into())).await,
+        "USER_MESSAGE_SERVER_PARAMS_NOTSET"
+    );
+    destroy_engine(&engine);
+}
+
+#[wasm_bindgen_test]
+async fn openapi_rejects_a_bad_signature() {
+    let body = obj(&[
+        ("AppId", env().app_id.into()),
+        ("From", "s".into()),
+        ("To", "u".into()),
+        ("Binary", false.into()),
+        ("Message", "m".into()),
+    ]);
+    let (status, resp) = openapi_with("SendUnicast", &body, "wrong-secret").await;
+    assert_eq!(status, 401, "{resp}");
+    assert!(resp.contains("SignatureDoesNotMatch"), "{resp}");
+}
+
+#[wasm_bindgen_test]
+async fn listeners_may_call_the_engine() {
+    let user = uid("u");
+    let engine = Rc::new(engine());
+    let inner: Rc<RefCell<Option<Promise>>> = Rc::default();
+    let (e, slot) = (engine.clone(), inner.clone());
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |_| {
+        // Runs while the engine dispatches the login's events.
+        *slot.borrow_mut() = Some(e.logout());
+    });
+    engine
+        .once("onLoginResult".into(), f.into_js_value())
+        .unwrap();
+    let states = Recorder::on(&engine, "onConnectionStateChanged");
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    let logout = inner.borrow_mut().take().expect("the listener ran");
+    ok(logout).await;
+    let got: Vec<f64> = states
+        .wait(3)
+        .await
+        .iter()
+        .map(|s| get(s, "state").as_f64().unwrap())
+        .collect();
+    assert_eq!(got, vec![2.0, 3.0, 1.0]);
+    destroy_engine(&engine);
+}
