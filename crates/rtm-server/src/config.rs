@@ -129,6 +129,10 @@ pub struct Config {
     /// Enable `GET /demo/token?user=U&room=R`, issuing tokens for the first app.
     #[serde(default)]
     pub demo: bool,
+    /// In demo mode, the demo business server's base URL, offered to the demo page by
+    /// `GET /demo/config`.
+    #[serde(default)]
+    pub demo_business_url: Option<String>,
     /// The apps this server hosts.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -171,6 +175,7 @@ impl Default for Config {
             static_dir: None,
             cors_origins: Vec::new(),
             demo: false,
+            demo_business_url: None,
             apps: Vec::new(),
         }
     }
@@ -229,6 +234,9 @@ impl Config {
             }
             if app.app_key.is_empty() {
                 return bad(format!("app {:?}: empty app_key", app.app_id));
+            }
+            if let Err(e) = crate::relay::callback_config(app) {
+                return bad(format!("app {:?}: {e}", app.app_id));
             }
             for k in &app.keys {
                 if k.access_key.is_empty() || k.secret_key.is_empty() {

@@ -26,6 +26,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bizdemo;
+pub mod callback;
 mod config;
 mod hub;
 pub mod openapi;

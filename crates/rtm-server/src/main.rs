@@ -22,6 +22,34 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print a "001" access token.
     Token(TokenArgs),
+    /// Run the demo business server: receives relayed messages, answers them, and pushes
+    /// back through the OpenAPI (`/echo TEXT`, `/announce ROOM TEXT`, `/fail`, `/slow MS`).
+    BusinessDemo(BizDemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct BizDemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    listen: SocketAddr,
+    /// The rtm server's base URL, for OpenAPI calls.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    rtm_url: String,
+    /// The AppID to push to.
+    #[arg(long)]
+    app_id: String,
+    /// The OpenAPI access key.
+    #[arg(long)]
+    access_key: String,
+    /// The OpenAPI secret key.
+    #[arg(long)]
+    secret_key: String,
+    /// The secret rtm-server signs callbacks with (empty: callbacks are not verified).
+    #[arg(long, default_value = "")]
+    callback_secret: String,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +94,12 @@ struct ServeArgs {
     /// Quick start: the secret that signs business-server callbacks.
     #[arg(long, requires = "app_id")]
     callback_secret: Option<String>,
+    /// Quick start: how long a business-server callback may take, in milliseconds.
+    #[arg(long, requires = "app_id", default_value_t = 5000)]
+    callback_timeout_ms: u64,
+    /// Demo mode: the demo business server's base URL, offered to the page by /demo/config.
+    #[arg(long, requires = "demo", value_name = "URL")]
+    demo_business_url: Option<String>,
     /// Log as JSON lines (filter with RUST_LOG, default info).
     #[arg(long)]
     log_json: bool,
@@ -104,6 +138,7 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
         let mut app = AppConfig::new(id, key, ak, sk);
         app.allow_callbacks = args.allow_callbacks.clone();
         app.callback_secret = args.callback_secret.clone();
+        app.callback_timeout_ms = args.callback_timeout_ms;
         config.apps.insert(0, app);
     }
     if let Some(l) = args.listen {
@@ -119,6 +154,9 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
         .cors_origins
         .extend(args.cors_origins.iter().cloned());
     config.demo |= args.demo;
+    if args.demo_business_url.is_some() {
+        config.demo_business_url = args.demo_business_url.clone();
+    }
     if config.apps.is_empty() {
         return Err(
             "no app: pass --config FILE or --app-id, --app-key, --access-key and --secret-key"
@@ -171,9 +209,49 @@ async fn serve(args: &ServeArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+async fn business_demo(args: BizDemoArgs) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    tracing::info!(addr = %args.listen, rtm = %args.rtm_url, "demo business server listening");
+    let opts = rtm_server::bizdemo::BizDemoOptions {
+        rtm_url: args.rtm_url,
+        app_id: args.app_id,
+        access_key: args.access_key,
+        secret_key: args.secret_key,
+        callback_secret: args.callback_secret,
+    };
+    tokio::select! {
+        r = rtm_server::bizdemo::run(opts, listener) => r.map_err(|e| e.to_string()),
+        () = shutdown_signal() => Ok(()),
+    }
+}
+
+/// Runs `f` on a new multi-threaded runtime, printing its error.
+fn block_on<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCode {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtm-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtm-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::BusinessDemo(args) => {
+            init_logging(args.log_json);
+            block_on(business_demo(args))
+        }
         Command::Token(t) => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -192,20 +270,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             init_logging(args.log_json);
-            let rt = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("rtm-server: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match rt.block_on(serve(&args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("rtm-server: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            block_on(serve(&args))
         }
     }
 }

@@ -26,6 +26,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::{Config, ConfigError};
 use crate::hub::Hub;
 use crate::openapi;
+use crate::relay::Relays;
 use crate::session::{self, SessionEnv};
 
 /// How long a shutdown waits for sessions to close before giving up on them.
@@ -142,12 +143,15 @@ async fn serve(
 ) -> Result<(), Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
+    let relays = Relays::new(&config.apps)
+        .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
     let state = ServerState {
         env: SessionEnv {
             hub: hub.clone(),
             auth_timeout: Duration::from_millis(config.auth_timeout_ms),
             shutdown: shutdown_rx,
             alive,
+            relays,
         },
         hub,
         config: Arc::new(config),
@@ -209,7 +213,9 @@ fn router(state: ServerState) -> Router {
         .route("/rtm", get(websocket))
         .route("/healthz", get(|| async { "ok" }));
     if config.demo {
-        r = r.route("/demo/token", demo);
+        r = r
+            .route("/demo/token", demo)
+            .route("/demo/config", get(demo_config));
     }
     if let Some(dir) = &config.static_dir {
         r = r.fallback_service(ServeDir::new(dir));
@@ -278,6 +284,23 @@ fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// `GET /demo/config`: what the demo page needs to start: the first app's id and, when a
+/// demo business server is configured, its callback and console URLs.
+async fn demo_config(State(state): State<ServerState>) -> Response {
+    let app_id = state.config.apps.first().map(|a| a.app_id.as_str());
+    let biz = state
+        .config
+        .demo_business_url
+        .as_deref()
+        .map(|u| u.trim_end_matches('/'));
+    Json(serde_json::json!({
+        "appId": app_id,
+        "callbackUrl": biz.map(|b| format!("{b}/callback")),
+        "consoleUrl": biz.map(|b| format!("{b}/console")),
+    }))
+    .into_response()
 }
 
 /// `GET /demo/token?user=U&room=R`: a token for the first app, valid for 24 hours.

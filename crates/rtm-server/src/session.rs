@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use crate::hub::{
     push_body, App, Control, Hub, LeaveReason, Outbound, SessionHandle, SessionQueues,
 };
-use crate::relay::{self, ServerParams};
+use futures::StreamExt;
+
+use crate::relay::{PendingQueue, Relays, SessionRelay};
 
 /// Close codes the server uses.
 pub mod close {
@@ -49,6 +51,8 @@ pub(crate) struct SessionEnv {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Held while the task runs, so the server can wait for every session to end.
     pub(crate) alive: mpsc::Sender<()>,
+    /// The business-server relays of every app.
+    pub(crate) relays: Relays,
 }
 
 fn now_unix() -> u64 {
@@ -106,6 +110,7 @@ pub(crate) async fn run_unknown_app(mut socket: WebSocket, app_id: String, env: 
 /// Runs one session until the client leaves, the server ends it, or the server shuts down.
 pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
     let (handle, queues) = env.hub.new_session();
+    let app_id = app.config.app_id.clone();
     let mut s = Session {
         app,
         handle,
@@ -113,7 +118,8 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
         logged_in: false,
         rooms: HashSet::new(),
         seq: 0,
-        params: None,
+        relay: env.relays.session(&app_id),
+        relayed: PendingQueue::new(),
         socket,
     };
     tracing::debug!(session = s.handle.id, app = %s.app.config.app_id, "session open");
@@ -131,7 +137,10 @@ struct Session {
     rooms: HashSet<String>,
     /// The sequence number of the last push written.
     seq: u64,
-    params: Option<ServerParams>,
+    /// Where `SendServer` messages go.
+    relay: SessionRelay,
+    /// Business-server outcomes not yet answered, in the order the messages were sent.
+    relayed: PendingQueue,
     socket: WebSocket,
 }
 
@@ -160,6 +169,9 @@ impl Session {
                 },
                 Some(out) = q.rx.recv() => self.on_outbound(out).await,
                 Some(c) = q.ctl.recv() => self.on_control(c).await,
+                Some((req, out)) = self.relayed.next(), if !self.relayed.is_empty() => {
+                    self.write(reply(req, out.code, &out.body)).await
+                }
                 () = sleep_until(deadline) => Flow::Close(close::AUTH_TIMEOUT, "no login or join in time"),
                 _ = shutdown.changed() => Flow::Close(close::SHUTDOWN, "server shutting down"),
             };
@@ -256,7 +268,36 @@ impl Session {
                 return Flow::Close(close::PROTOCOL_ERROR, "undecodable frame");
             }
         };
-        let (req, code, data) = self.handle_request(frame);
+        let (req, code, data) = match frame {
+            ClientFrame::SetServerParams {
+                req,
+                signature,
+                url,
+            } if self.user.is_some() => {
+                (req, self.relay.set_params(signature, url).await, Vec::new())
+            }
+            ClientFrame::SendServer {
+                req,
+                msg_id,
+                binary,
+                payload,
+            } if self.user.is_some() => {
+                if !self.logged_in {
+                    (req, Code::NotLogin, Vec::new())
+                } else {
+                    let user = self.user_id().to_owned();
+                    let app_id = &self.app.config.app_id;
+                    match self.relay.send(req, app_id, &user, msg_id, binary, payload) {
+                        Ok(pending) => {
+                            self.relayed.push_back(pending);
+                            return Flow::Continue;
+                        }
+                        Err(code) => (req, code, Vec::new()),
+                    }
+                }
+            }
+            frame => self.handle_request(frame),
+        };
         self.write(reply(req, code, &data)).await
     }
 
@@ -288,24 +329,9 @@ impl Session {
                 }
                 (req, Code::Ok, Vec::new())
             }
-            ClientFrame::SetServerParams {
-                req,
-                signature,
-                url,
-            } => match relay::params(signature, url) {
-                Ok(p) => {
-                    self.params = Some(p);
-                    (req, Code::Ok, Vec::new())
-                }
-                Err(c) => (req, c, Vec::new()),
-            },
-            ClientFrame::SendServer { req, payload, .. } => {
-                let (code, data) = relay::send(relay::Outgoing {
-                    logged_in: self.logged_in,
-                    params: self.params.as_ref(),
-                    payload,
-                });
-                (req, code, data)
+            // Answered by `on_frame`, which awaits the relay.
+            ClientFrame::SetServerParams { req, .. } | ClientFrame::SendServer { req, .. } => {
+                (req, Code::ProtocolError, Vec::new())
             }
             ClientFrame::SendUser {
                 req,

@@ -427,7 +427,8 @@ async fn server_params_and_send_server() {
         })
         .await
         .0,
-        OK
+        c(Code::CallbackNotAllowed),
+        "a URL outside the app's allow-list is refused"
     );
     s.shutdown().await.unwrap();
 }
