@@ -8,8 +8,10 @@
 //!   under the callback secret, answering 401 when either is wrong (no check when the secret is
 //!   empty). Answers 200 with
 //!   `{"ok":true,"echo":<text, or the byte count for binary>,"received":<messages from this user so far>,"prev":<previous message id from this user or null>}`;
-//!   binary messages add `"binary":true` and `"head"` (hex of the first 16 bytes). Text
-//!   commands:
+//!   binary messages add `"binary":true` and `"head"` (hex of the first 16 bytes). A text
+//!   longer than [`MAX_ECHO_CHARS`] characters is echoed cut to that length, with
+//!   `"truncated":true` and `"len"` (its length in bytes), so that the reply stays under
+//!   rtm-server's 64 KiB cap on reply bodies even for a maximal message. Text commands:
 //!   - `/echo TEXT` — also pushes TEXT back to the sender with `SendUnicast` (From `bizdemo`);
 //!   - `/announce ROOM TEXT` — also pushes TEXT to everyone in ROOM with `SendBroadcast`;
 //!   - `/fail` — answers 500;
@@ -57,6 +59,8 @@ const DEMO_FROM: &str = "bizdemo";
 const LOG_PER_USER: usize = 2_000;
 /// The longest `/slow` wait.
 const MAX_SLOW: Duration = Duration::from_secs(60);
+/// The most characters of a text message the reply echoes (at most 24 KiB of JSON).
+pub const MAX_ECHO_CHARS: usize = 4_096;
 
 /// What the demo business server needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,6 +344,11 @@ async fn callback(
                "text": text.chars().take(256).collect::<String>()}),
     );
     let mut reply = json!({"ok": true, "echo": text, "received": received, "prev": prev});
+    if text.chars().nth(MAX_ECHO_CHARS).is_some() {
+        reply["echo"] = text.chars().take(MAX_ECHO_CHARS).collect::<String>().into();
+        reply["truncated"] = true.into();
+        reply["len"] = text.len().into();
+    }
     let (command, rest) = text.split_once(' ').unwrap_or((text.as_str(), ""));
     match command {
         "/fail" => return error(StatusCode::INTERNAL_SERVER_ERROR, "failing as asked"),
