@@ -250,6 +250,11 @@ impl Driver {
                     String::from_utf8_lossy(&response).as_ref().into(),
                 ),
             ])],
+            Event::MessageSendResult { msg_id, error, .. } => vec![obj(&[
+                ("msgid", (msg_id as f64).into()),
+                ("error", error.map_or(0, |e| e.wire_code()).into()),
+                ("errorCode", error_code_or_undefined(error)),
+            ])],
             Event::UserJoined {
                 user_id,
                 extra_info,
@@ -321,6 +326,7 @@ fn array_buffer(bytes: &[u8]) -> JsValue {
 fn value_to_js(v: Value) -> JsValue {
     match v {
         Value::PeerStatus(n) => n.into(),
+        Value::MessageId(id) => (id as f64).into(),
         Value::ServerMessage { msg_id, response } => obj(&[
             ("msgId", (msg_id as f64).into()),
             (

@@ -326,6 +326,82 @@ impl RtcEngine {
             .call(|e, now| e.send_server_message(now, &payload))
     }
 
+    /// Sends text to the logged-in user `userId`, outside rooms. Resolves to the message id
+    /// once the server has queued it for the receiver; rejects with `INVALID_PARAMS` (bad id,
+    /// empty or over 65,536 bytes, or `userId` is this engine's own user), `NOT_LOGIN`,
+    /// `USER_MESSAGE_NO_RECEIVER` (not logged in anywhere), `USER_MESSAGE_EXCEED_QPS`,
+    /// `USER_MESSAGE_TIMEOUT` (no confirmation within 12 s), `USER_MESSAGE_BROKEN`. The result
+    /// also goes to `onUserMessageSendResultOutsideRoom`.
+    #[wasm_bindgen(js_name = sendUserMessageOutsideRoom, unchecked_return_type = "Promise<number>")]
+    pub fn send_user_message_outside_room(
+        &self,
+        #[wasm_bindgen(js_name = "userId", unchecked_param_type = "string")] user_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
+    ) -> Promise {
+        self.send_to_user(true, &user_id, text_of(&message))
+    }
+
+    /// Sends an `ArrayBuffer` or `Uint8Array` to the logged-in user `userId`, outside rooms;
+    /// as `sendUserMessageOutsideRoom`.
+    #[wasm_bindgen(
+        js_name = sendUserBinaryMessageOutsideRoom,
+        unchecked_return_type = "Promise<number>"
+    )]
+    pub fn send_user_binary_message_outside_room(
+        &self,
+        #[wasm_bindgen(js_name = "userId", unchecked_param_type = "string")] user_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ArrayBuffer | Uint8Array")] message: JsValue,
+    ) -> Promise {
+        self.send_to_user(true, &user_id, bytes_of(&message).map(Payload::Binary))
+    }
+
+    /// Sends text to `userId` in this engine's room. Resolves to the message id; rejects
+    /// with `INVALID_PARAMS`, `USER_MESSAGE_NOT_JOIN` (this engine is not in a room),
+    /// `USER_MESSAGE_NO_RECEIVER` (`userId` is not in the room), `USER_MESSAGE_EXCEED_QPS`,
+    /// `USER_MESSAGE_TIMEOUT`, `USER_MESSAGE_BROKEN`. The result also goes to
+    /// `onUserMessageSendResult`.
+    #[wasm_bindgen(js_name = sendUserMessage, unchecked_return_type = "Promise<number>")]
+    pub fn send_user_message(
+        &self,
+        #[wasm_bindgen(js_name = "userId", unchecked_param_type = "string")] user_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
+    ) -> Promise {
+        self.send_to_user(false, &user_id, text_of(&message))
+    }
+
+    /// Sends an `ArrayBuffer` or `Uint8Array` to `userId` in this engine's room; as
+    /// `sendUserMessage`.
+    #[wasm_bindgen(js_name = sendUserBinaryMessage, unchecked_return_type = "Promise<number>")]
+    pub fn send_user_binary_message(
+        &self,
+        #[wasm_bindgen(js_name = "userId", unchecked_param_type = "string")] user_id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ArrayBuffer | Uint8Array")] message: JsValue,
+    ) -> Promise {
+        self.send_to_user(false, &user_id, bytes_of(&message).map(Payload::Binary))
+    }
+
+    /// Sends text to everyone else in this engine's room. Resolves to the message id (also
+    /// when nobody else is there); rejects with `INVALID_PARAMS`, `USER_MESSAGE_NOT_JOIN`,
+    /// `USER_MESSAGE_EXCEED_QPS`, `USER_MESSAGE_TIMEOUT`, `USER_MESSAGE_BROKEN`. The result
+    /// also goes to `onRoomMessageSendResult`.
+    #[wasm_bindgen(js_name = sendRoomMessage, unchecked_return_type = "Promise<number>")]
+    pub fn send_room_message(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] message: JsValue,
+    ) -> Promise {
+        self.send_to_room(text_of(&message))
+    }
+
+    /// Sends an `ArrayBuffer` or `Uint8Array` to everyone else in this engine's room; as
+    /// `sendRoomMessage`.
+    #[wasm_bindgen(js_name = sendRoomBinaryMessage, unchecked_return_type = "Promise<number>")]
+    pub fn send_room_binary_message(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ArrayBuffer | Uint8Array")] message: JsValue,
+    ) -> Promise {
+        self.send_to_room(bytes_of(&message).map(Payload::Binary))
+    }
+
     /// Asks whether `userId` is online: resolves to 0 (offline) or 1 (online).
     #[wasm_bindgen(js_name = getPeerOnlineStatus, unchecked_return_type = "Promise<0 | 1>")]
     pub fn get_peer_online_status(
@@ -336,6 +412,33 @@ impl RtcEngine {
         self.inner
             .call(|e, now| e.get_peer_online_status(now, &user))
     }
+}
+
+impl RtcEngine {
+    fn send_to_user(&self, outside: bool, user_id: &JsValue, payload: Option<Payload>) -> Promise {
+        let (Some(user), Some(payload)) = (user_id.as_string(), payload) else {
+            return Promise::reject(&invalid_params());
+        };
+        self.inner.call(|e, now| {
+            if outside {
+                e.send_user_message_outside_room(now, &user, &payload)
+            } else {
+                e.send_user_message(now, &user, &payload)
+            }
+        })
+    }
+
+    fn send_to_room(&self, payload: Option<Payload>) -> Promise {
+        let Some(payload) = payload else {
+            return Promise::reject(&invalid_params());
+        };
+        self.inner.call(|e, now| e.send_room_message(now, &payload))
+    }
+}
+
+/// A string message as a text payload.
+fn text_of(v: &JsValue) -> Option<Payload> {
+    v.as_string().map(Payload::Text)
 }
 
 /// The bytes of an `ArrayBuffer` or a `Uint8Array`.

@@ -709,3 +709,377 @@ async fn listeners_may_call_the_engine() {
     assert_eq!(got, vec![2.0, 3.0, 1.0]);
     destroy_engine(&engine);
 }
+
+/// A fresh engine logged in as a fresh user.
+async fn logged_in(prefix: &str) -> (RtcEngine, String) {
+    let user = uid(prefix);
+    let engine = engine();
+    ok(engine.login(token("", &user).into(), user.clone().into())).await;
+    (engine, user)
+}
+
+async fn join(engine: &RtcEngine, room: &str, user: &str, extra: Option<&str>) -> Promise {
+    let mut fields = vec![("userId", JsValue::from_str(user))];
+    if let Some(x) = extra {
+        fields.push(("extraInfo", x.into()));
+    }
+    engine.join_room(
+        token(room, user).into(),
+        room.into(),
+        obj(&fields),
+        JsValue::UNDEFINED,
+    )
+}
+
+fn num(v: &JsValue) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v:?}"))
+}
+
+fn str_of(v: &JsValue, k: &str) -> String {
+    get(v, k).as_string().unwrap_or_default()
+}
+
+fn bytes(b: &[u8]) -> JsValue {
+    Uint8Array::from(b).buffer().into()
+}
+
+/// Checks a `{msgid, error, errorCode}` send-result event.
+fn check_result(e: &JsValue, msgid: f64, error: f64, code: Option<&str>) {
+    assert_eq!(num(&get(e, "msgid")), msgid);
+    assert_eq!(num(&get(e, "error")), error);
+    assert_eq!(get(e, "errorCode").as_string().as_deref(), code);
+}
+
+#[wasm_bindgen_test]
+async fn user_messages_outside_rooms() {
+    let (a, alice) = logged_in("a").await;
+    let (b, bob) = logged_in("b").await;
+    let texts = Recorder::on(&b, "onUserMessageReceivedOutsideRoom");
+    let bins = Recorder::on(&b, "onUserBinaryMessageReceivedOutsideRoom");
+    let others: Vec<Recorder> = [
+        "onUserMessageReceived",
+        "onUserBinaryMessageReceived",
+        "onRoomMessageReceived",
+        "onRoomBinaryMessageReceived",
+    ]
+    .iter()
+    .map(|n| Recorder::on(&b, n))
+    .collect();
+    let results = Recorder::on(&a, "onUserMessageSendResultOutsideRoom");
+
+    assert_eq!(
+        num(&ok(a.get_peer_online_status(bob.clone().into())).await),
+        1.0
+    );
+    assert_eq!(
+        num(&ok(a.get_peer_online_status(uid("nobody").into())).await),
+        0.0
+    );
+
+    let text = "héllo \"wörld\" 🌍";
+    let id1 = num(&ok(a.send_user_message_outside_room(bob.clone().into(), text.into())).await);
+    let big: Vec<u8> = (0..65_536u32).map(|i| (i * 13) as u8).collect();
+    let id2 =
+        num(&ok(a.send_user_binary_message_outside_room(bob.clone().into(), bytes(&big))).await);
+    // A Uint8Array works as well as an ArrayBuffer.
+    let id3 = num(&ok(a.send_user_binary_message_outside_room(
+        bob.clone().into(),
+        Uint8Array::from(&[0u8, 255][..]).into(),
+    ))
+    .await);
+    assert_eq!((id1, id2, id3), (1.0, 2.0, 3.0));
+    let got = texts.wait(1).await;
+    check(&got[0], &alice, &Message::Text(text));
+    let got = bins.wait(2).await;
+    check(&got[0], &alice, &Message::Binary(&big));
+    check(&got[1], &alice, &Message::Binary(&[0, 255]));
+    let got = results.wait(3).await;
+    for (i, e) in got.iter().enumerate() {
+        check_result(e, i as f64 + 1.0, 0.0, None);
+    }
+    results.take();
+    assert!(others.iter().all(|r| r.len() == 0));
+
+    // A reply travels the other way; bob's engine counts its own ids.
+    let back = Recorder::on(&a, "onUserMessageReceivedOutsideRoom");
+    let id = num(&ok(b.send_user_message_outside_room(alice.clone().into(), "re".into())).await);
+    assert_eq!(id, 1.0);
+    check(&back.wait(1).await[0], &bob, &Message::Text("re"));
+
+    // Nobody logged in under that id: no receiver; the id is used and reported.
+    let nobody = uid("nobody");
+    assert_eq!(
+        rejected(a.send_user_message_outside_room(nobody.into(), "x".into())).await,
+        "USER_MESSAGE_NO_RECEIVER"
+    );
+    check_result(
+        &results.wait(1).await[0],
+        4.0,
+        3.0,
+        Some("USER_MESSAGE_NO_RECEIVER"),
+    );
+    results.take();
+
+    // Checked before sending: no id used, no event.
+    for (to, msg) in [
+        (JsValue::from_str(&bob), JsValue::from_str("")),
+        (JsValue::from_str(&bob), JsValue::from(5)),
+        (JsValue::from_str("bad id"), JsValue::from_str("x")),
+        (JsValue::from(7), JsValue::from_str("x")),
+        (JsValue::from_str(&alice), JsValue::from_str("to myself")),
+        (
+            JsValue::from_str(&bob),
+            JsValue::from_str(&"x".repeat(65_537)),
+        ),
+    ] {
+        assert_eq!(
+            rejected(a.send_user_message_outside_room(to.clone(), msg.clone())).await,
+            "INVALID_PARAMS",
+            "{to:?} {msg:?}"
+        );
+    }
+    for msg in [bytes(&[]), bytes(&vec![1; 65_537]), "text".into()] {
+        assert_eq!(
+            rejected(a.send_user_binary_message_outside_room(bob.clone().into(), msg)).await,
+            "INVALID_PARAMS"
+        );
+    }
+    // The counter is shared with server messages: a failed one uses an id too.
+    assert_eq!(
+        rejected(a.send_server_message("srv".into())).await,
+        "USER_MESSAGE_SERVER_PARAMS_NOTSET"
+    );
+    let id = num(&ok(a.send_user_message_outside_room(bob.clone().into(), "next".into())).await);
+    assert_eq!(id, 6.0);
+    assert_eq!(
+        results.wait(1).await.len(),
+        1,
+        "no events for local failures"
+    );
+
+    // Logged out: NOT_LOGIN, and bob sees alice offline.
+    ok(a.logout()).await;
+    assert_eq!(
+        rejected(a.send_user_message_outside_room(bob.clone().into(), "x".into())).await,
+        "NOT_LOGIN"
+    );
+    assert_eq!(
+        num(&ok(b.get_peer_online_status(alice.clone().into())).await),
+        0.0
+    );
+    assert_eq!(
+        rejected(b.send_user_message_outside_room(alice.into(), "x".into())).await,
+        "USER_MESSAGE_NO_RECEIVER"
+    );
+    assert_eq!(
+        rejected(a.get_peer_online_status(bob.into())).await,
+        "NOT_LOGIN"
+    );
+    destroy_engine(&a);
+    destroy_engine(&b);
+}
+
+#[wasm_bindgen_test]
+async fn room_messages_and_members_with_three_engines() {
+    let room = uid("r");
+    let (a, alice) = logged_in("a").await;
+    let joined_a = Recorder::on(&a, "onUserJoined");
+    let left_a = Recorder::on(&a, "onUserLeave");
+    ok(join(&a, &room, &alice, Some("alice's info")).await).await;
+
+    // bob joins without logging in; carol with 200 bytes of extra info.
+    let bob = uid("b");
+    let b = engine();
+    let joined_b = Recorder::on(&b, "onUserJoined");
+    ok(join(&b, &room, &bob, None).await).await;
+    let (c, carol) = logged_in("c").await;
+    let carol_info = "é".repeat(100);
+    assert_eq!(
+        rejected(join(&c, &room, &carol, Some(&"x".repeat(201))).await).await,
+        "INVALID_PARAMS"
+    );
+    ok(join(&c, &room, &carol, Some(&carol_info)).await).await;
+
+    let got = joined_a.wait(2).await;
+    let info = |e: &JsValue| {
+        let i = get(e, "userInfo");
+        (str_of(&i, "userId"), str_of(&i, "extraInfo"))
+    };
+    assert_eq!(info(&got[0]), (bob.clone(), String::new()));
+    assert_eq!(info(&got[1]), (carol.clone(), carol_info.clone()));
+    // Those already in the room are announced to a newcomer.
+    let got = joined_b.wait(2).await;
+    let mut seen: Vec<(String, String)> = got.iter().map(info).collect();
+    seen.sort();
+    let mut want = vec![
+        (alice.clone(), "alice's info".to_owned()),
+        (carol.clone(), carol_info.clone()),
+    ];
+    want.sort();
+    assert_eq!(seen, want);
+
+    let names = [
+        "onUserMessageReceived",
+        "onUserBinaryMessageReceived",
+        "onRoomMessageReceived",
+        "onRoomBinaryMessageReceived",
+        "onUserMessageReceivedOutsideRoom",
+        "onUserBinaryMessageReceivedOutsideRoom",
+    ];
+    let rec =
+        |e: &RtcEngine| -> Vec<Recorder> { names.iter().map(|n| Recorder::on(e, n)).collect() };
+    let (ra, rb, rc) = (rec(&a), rec(&b), rec(&c));
+    let user_results = Recorder::on(&a, "onUserMessageSendResult");
+    let room_results = Recorder::on(&a, "onRoomMessageSendResult");
+
+    let mut ids = Vec::new();
+    ids.push(num(&ok(
+        a.send_user_message(bob.clone().into(), "to bob".into())
+    )
+    .await));
+    ids.push(num(&ok(a.send_user_binary_message(
+        carol.clone().into(),
+        bytes(&[9, 8, 7]),
+    ))
+    .await));
+    ids.push(num(&ok(a.send_room_message("to all".into())).await));
+    ids.push(num(&ok(a.send_room_binary_message(
+        Uint8Array::from(&[1u8, 2][..]).into(),
+    ))
+    .await));
+    assert_eq!(ids, vec![1.0, 2.0, 3.0, 4.0]);
+    check(&rb[0].wait(1).await[0], &alice, &Message::Text("to bob"));
+    check(
+        &rc[1].wait(1).await[0],
+        &alice,
+        &Message::Binary(&[9, 8, 7]),
+    );
+    for r in [&rb, &rc] {
+        check(&r[2].wait(1).await[0], &alice, &Message::Text("to all"));
+        check(&r[3].wait(1).await[0], &alice, &Message::Binary(&[1, 2]));
+    }
+    sleep(100).await;
+    let counts = |r: &[Recorder]| r.iter().map(Recorder::len).collect::<Vec<_>>();
+    assert_eq!(counts(&ra), vec![0; 6], "the sender gets nothing");
+    assert_eq!(counts(&rb), vec![1, 0, 1, 1, 0, 0]);
+    assert_eq!(counts(&rc), vec![0, 1, 1, 1, 0, 0]);
+    let got = user_results.wait(2).await;
+    check_result(&got[0], 1.0, 0.0, None);
+    check_result(&got[1], 2.0, 0.0, None);
+    let got = room_results.wait(2).await;
+    check_result(&got[0], 3.0, 0.0, None);
+    check_result(&got[1], 4.0, 0.0, None);
+
+    // bob (not logged in) replies in the room; his ids start at 1.
+    assert_eq!(num(&ok(b.send_room_message("hi all".into())).await), 1.0);
+    check(&ra[2].wait(1).await[0], &bob, &Message::Text("hi all"));
+    check(&rc[2].wait(2).await[1], &bob, &Message::Text("hi all"));
+    // ...but may not send outside rooms.
+    assert_eq!(
+        rejected(b.send_user_message_outside_room(alice.clone().into(), "x".into())).await,
+        "NOT_LOGIN"
+    );
+
+    // Failures: not in the room, to oneself, empty, oversize.
+    let (d, dave) = logged_in("d").await;
+    assert_eq!(
+        rejected(a.send_user_message(dave.clone().into(), "x".into())).await,
+        "USER_MESSAGE_NO_RECEIVER"
+    );
+    check_result(
+        &user_results.wait(3).await[2],
+        5.0,
+        3.0,
+        Some("USER_MESSAGE_NO_RECEIVER"),
+    );
+    assert_eq!(
+        rejected(d.send_user_message(alice.clone().into(), "x".into())).await,
+        "USER_MESSAGE_NOT_JOIN"
+    );
+    assert_eq!(
+        rejected(d.send_room_message("x".into())).await,
+        "USER_MESSAGE_NOT_JOIN"
+    );
+    assert_eq!(
+        rejected(d.send_room_binary_message(bytes(&[1]))).await,
+        "USER_MESSAGE_NOT_JOIN"
+    );
+    for p in [
+        a.send_user_message(alice.clone().into(), "me".into()),
+        a.send_user_message(bob.clone().into(), "".into()),
+        a.send_user_binary_message(bob.clone().into(), bytes(&vec![0; 65_537])),
+        a.send_room_message("".into()),
+        a.send_room_message(JsValue::NULL),
+        a.send_room_binary_message(bytes(&vec![0; 65_537])),
+    ] {
+        assert_eq!(rejected(p).await, "INVALID_PARAMS");
+    }
+
+    // carol leaves: QUIT (0). bob's engine is destroyed: DROPPED (1).
+    ok(c.leave_room()).await;
+    let got = left_a.wait(1).await;
+    assert_eq!(info(&got[0]), (carol.clone(), carol_info.clone()));
+    assert_eq!(num(&get(&got[0], "reason")), 0.0);
+    destroy_engine(&b);
+    let got = left_a.wait(2).await;
+    assert_eq!(info(&got[1]), (bob.clone(), String::new()));
+    assert_eq!(num(&get(&got[1], "reason")), 1.0);
+    // Nobody left to receive; a room message still succeeds.
+    assert_eq!(num(&ok(a.send_room_message("alone".into())).await), 6.0);
+    ok(a.leave_room()).await;
+    assert_eq!(
+        rejected(a.send_room_message("x".into())).await,
+        "USER_MESSAGE_NOT_JOIN"
+    );
+    destroy_engine(&a);
+    destroy_engine(&c);
+    destroy_engine(&d);
+}
+
+#[wasm_bindgen_test]
+async fn a_burst_of_messages_exceeds_the_rate() {
+    // The test server runs with the default budget: 100 messages at once per connection.
+    let (a, _) = logged_in("a").await;
+    let (b, bob) = logged_in("b").await;
+    let received = Recorder::on(&b, "onUserMessageReceivedOutsideRoom");
+    let results = Recorder::on(&a, "onUserMessageSendResultOutsideRoom");
+    let calls: Vec<Promise> = (0..150)
+        .map(|i| a.send_user_message_outside_room(bob.clone().into(), i.to_string().into()))
+        .collect();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for (i, p) in calls.into_iter().enumerate() {
+        match JsFuture::from(p).await {
+            Ok(id) => {
+                assert_eq!(num(&id), i as f64 + 1.0, "ids follow the calls");
+                accepted.push(i);
+            }
+            Err(e) => {
+                assert_eq!(str_of(&e, "code"), "USER_MESSAGE_EXCEED_QPS");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "some of the burst is refused");
+    assert!(
+        accepted.len() >= 100,
+        "the burst allowance is used: {}",
+        accepted.len()
+    );
+    // Exactly the accepted messages arrive, in order.
+    let got = received.wait(accepted.len()).await;
+    let texts: Vec<String> = got.iter().map(|e| str_of(e, "message")).collect();
+    let want: Vec<String> = accepted.iter().map(|i| i.to_string()).collect();
+    assert_eq!(texts, want);
+    let got = results.wait(150).await;
+    let qps = got.iter().filter(|e| num(&get(e, "error")) == 5.0).count();
+    assert_eq!(qps, refused);
+    // The budget refills.
+    sleep(300).await;
+    assert_eq!(
+        num(&ok(a.send_user_message_outside_room(bob.into(), "later".into())).await),
+        151.0
+    );
+    destroy_engine(&a);
+    destroy_engine(&b);
+}

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use rtm_protocol::code::Code;
-use rtm_protocol::frame::{decode_server, encode_client, ClientFrame, ServerFrame};
+use rtm_protocol::frame::{decode_server, encode_client, ClientFrame, PushKind, ServerFrame};
 use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::MAX_MESSAGE_BYTES;
 
@@ -26,6 +26,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// How long a server message waits for the business server's answer, in ms.
     pub message_timeout_ms: u64,
+    /// How long a user or room message waits for the server's confirmation, in ms
+    /// (12 s, as the vendor's peer-message feedback).
+    pub peer_message_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
         Config {
             request_timeout_ms: 60_000,
             message_timeout_ms: 60_000,
+            peer_message_timeout_ms: 12_000,
         }
     }
 }
@@ -71,12 +75,27 @@ struct Room {
 
 #[derive(Debug)]
 enum ReqKind {
-    Login { user: String, started: u64 },
+    Login {
+        user: String,
+        started: u64,
+    },
     Logout,
-    Join { room: String },
+    Join {
+        room: String,
+    },
     Leave,
-    SetServerParams { signature: String, url: String },
-    SendServer { msg_id: u64 },
+    SetServerParams {
+        signature: String,
+        url: String,
+    },
+    SendServer {
+        msg_id: u64,
+    },
+    /// A user message (`kind` OutsideRoom or RoomUser) or a room message (`kind` Room).
+    SendPeer {
+        kind: PushKind,
+        msg_id: u64,
+    },
     PeerStatus,
 }
 
@@ -366,6 +385,67 @@ impl Engine {
         call
     }
 
+    /// `sendUserMessageOutsideRoom` / `sendUserBinaryMessageOutsideRoom`: a message to a
+    /// logged-in user, outside rooms. Resolves to [`Value::MessageId`] once the server has
+    /// queued it for the receiver's session; the result also goes to
+    /// `onUserMessageSendResultOutsideRoom`.
+    ///
+    /// Checked before sending, in this order (no message id is used, no event emitted):
+    /// `INVALID_PARAMS` for an invalid user id, an empty or oversize payload, or a message to
+    /// the engine's own user; `NOT_LOGIN` without a login.
+    pub fn send_user_message_outside_room(
+        &mut self,
+        now: u64,
+        user_id: &str,
+        payload: &Payload,
+    ) -> CallId {
+        let call = self.new_call();
+        let check = self
+            .check_peer_message(Some(user_id), payload)
+            .and_then(|()| match self.login {
+                Login::None => Err(Code::NotLoginSession.into()),
+                _ => Ok(()),
+            });
+        if let Err(e) = check {
+            return self.fail(call, e);
+        }
+        self.send_peer(now, call, PushKind::OutsideRoom, Some(user_id), payload);
+        call
+    }
+
+    /// `sendUserMessage` / `sendUserBinaryMessage`: a message to one user in the engine's
+    /// room. Resolves to [`Value::MessageId`]; the result also goes to
+    /// `onUserMessageSendResult`. Fails before sending with `INVALID_PARAMS` (as
+    /// [`send_user_message_outside_room`](Engine::send_user_message_outside_room)) or
+    /// `USER_MESSAGE_NOT_JOIN` unless a join has succeeded.
+    pub fn send_user_message(&mut self, now: u64, user_id: &str, payload: &Payload) -> CallId {
+        let call = self.new_call();
+        let check = self
+            .check_peer_message(Some(user_id), payload)
+            .and_then(|()| self.check_joined());
+        if let Err(e) = check {
+            return self.fail(call, e);
+        }
+        self.send_peer(now, call, PushKind::RoomUser, Some(user_id), payload);
+        call
+    }
+
+    /// `sendRoomMessage` / `sendRoomBinaryMessage`: a message to everyone else in the
+    /// engine's room (succeeds also when nobody else is there). Resolves to
+    /// [`Value::MessageId`]; the result also goes to `onRoomMessageSendResult`. Fails before
+    /// sending with `INVALID_PARAMS` (empty or oversize) or `USER_MESSAGE_NOT_JOIN`.
+    pub fn send_room_message(&mut self, now: u64, payload: &Payload) -> CallId {
+        let call = self.new_call();
+        let check = self
+            .check_peer_message(None, payload)
+            .and_then(|()| self.check_joined());
+        if let Err(e) = check {
+            return self.fail(call, e);
+        }
+        self.send_peer(now, call, PushKind::Room, None, payload);
+        call
+    }
+
     /// Takes the next message id from the engine's single counter (shared by every kind of
     /// message).
     pub fn next_msg_id(&mut self) -> u64 {
@@ -450,7 +530,9 @@ impl Engine {
         for req in expired {
             if let Some(p) = self.take_pending(req) {
                 let err = match p.kind {
-                    ReqKind::SendServer { .. } => Error::Code(Code::Timeout),
+                    ReqKind::SendServer { .. } | ReqKind::SendPeer { .. } => {
+                        Error::Code(Code::Timeout)
+                    }
                     _ => Error::Timeout,
                 };
                 self.finish(now, p, Err(err), &[]);
@@ -490,6 +572,61 @@ impl Engine {
         } else {
             Ok(())
         }
+    }
+
+    /// The local checks of a user (`to` given) or room message.
+    fn check_peer_message(&self, to: Option<&str>, payload: &Payload) -> Result<(), Error> {
+        self.check_alive()?;
+        let bytes = payload.as_bytes();
+        let bad_to = to.is_some_and(|to| !is_valid_id(to) || self.bound_user() == Some(to));
+        if bad_to || bytes.is_empty() || bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(Code::InvalidParams.into());
+        }
+        Ok(())
+    }
+
+    fn check_joined(&self) -> Result<(), Error> {
+        match &self.room {
+            Some(r) if r.joined => Ok(()),
+            _ => Err(Code::NotJoin.into()),
+        }
+    }
+
+    /// Sends a checked user or room message with the next message id.
+    fn send_peer(
+        &mut self,
+        now: u64,
+        call: CallId,
+        kind: PushKind,
+        to: Option<&str>,
+        payload: &Payload,
+    ) {
+        let msg_id = self.next_msg_id();
+        let binary = payload.is_binary();
+        let bytes = payload.as_bytes();
+        let room = match kind {
+            PushKind::OutsideRoom => String::new(),
+            _ => self.room.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+        };
+        let deadline = now.saturating_add(self.config.peer_message_timeout_ms);
+        let req_kind = ReqKind::SendPeer { kind, msg_id };
+        self.request_until(deadline, call, req_kind, |req| match to {
+            Some(to) => ClientFrame::SendUser {
+                req,
+                msg_id,
+                room: &room,
+                to,
+                binary,
+                payload: bytes,
+            },
+            None => ClientFrame::SendRoom {
+                req,
+                msg_id,
+                room: &room,
+                binary,
+                payload: bytes,
+            },
+        });
     }
 
     fn fail(&mut self, call: CallId, err: Error) -> CallId {
@@ -693,6 +830,14 @@ impl Engine {
                     response: data.to_vec(),
                 }
             }
+            ReqKind::SendPeer { kind, msg_id } => {
+                self.events.push_back(Event::MessageSendResult {
+                    kind,
+                    msg_id,
+                    error: err,
+                });
+                Value::MessageId(msg_id)
+            }
             ReqKind::PeerStatus => Value::PeerStatus(data.first().copied().unwrap_or(0)),
         };
         self.complete(
@@ -713,7 +858,9 @@ impl Engine {
         let pending = std::mem::take(&mut self.pending);
         for p in pending {
             let e = match (&p.kind, err) {
-                (ReqKind::SendServer { .. }, Error::NotConnected) => Error::Code(Code::Broken),
+                (ReqKind::SendServer { .. } | ReqKind::SendPeer { .. }, Error::NotConnected) => {
+                    Error::Code(Code::Broken)
+                }
                 _ => err,
             };
             self.finish(now, p, Err(e), &[]);

@@ -108,8 +108,11 @@ impl Payload {
 pub enum Value {
     /// Nothing (`Promise<void>`).
     None,
-    /// A peer's online status: 0 offline, 1 online.
+    /// A peer's online status: 0 offline, 1 online (logged in). The vendor's 2
+    /// (`UNREACHABLE`) is never produced: the server always knows.
     PeerStatus(u8),
+    /// A user or room message was accepted by the server: its message id.
+    MessageId(u64),
     /// A server message was delivered; `response` is the business server's reply body.
     ServerMessage {
         /// The engine's message id.
@@ -178,6 +181,18 @@ pub enum Event {
         /// The business server's response body (may be empty).
         response: Vec<u8>,
     },
+    /// The result of a user or room message: `onUserMessageSendResultOutsideRoom`
+    /// (`kind` OutsideRoom), `onUserMessageSendResult` (RoomUser) or `onRoomMessageSendResult`
+    /// (Room). Emitted for every message that was sent (got a message id), not for calls that
+    /// failed their local checks.
+    MessageSendResult {
+        /// Which call sent it.
+        kind: PushKind,
+        /// The engine's message id.
+        msg_id: u64,
+        /// `None` on success.
+        error: Option<Error>,
+    },
     /// `onUserJoined`: a user joined the room.
     UserJoined {
         /// The room.
@@ -238,6 +253,11 @@ impl Event {
             Event::LoginResult { .. } => "onLoginResult",
             Event::ServerParamsSetResult { .. } => "onServerParamsSetResult",
             Event::ServerMessageSendResult { .. } => "onServerMessageSendResult",
+            Event::MessageSendResult { kind, .. } => match kind {
+                PushKind::OutsideRoom => "onUserMessageSendResultOutsideRoom",
+                PushKind::RoomUser => "onUserMessageSendResult",
+                PushKind::Room => "onRoomMessageSendResult",
+            },
             Event::UserJoined { .. } => "onUserJoined",
             Event::UserLeave { .. } => "onUserLeave",
         }

@@ -765,3 +765,322 @@ fn error_codes_are_unique_strings() {
     }
     assert!(!all.contains(&"OK"));
 }
+
+/// A logged-in engine that joined `room`, with every output drained.
+fn joined(user: &str, room: &str) -> H {
+    let mut h = H::logged_in(user);
+    h.e.join_room(h.now, Some("t"), room, user, "");
+    let req = h.sent_reqs()[0];
+    h.reply(req, Code::Ok, b"");
+    h.drain();
+    h
+}
+
+fn text(s: &str) -> Payload {
+    Payload::Text(s.into())
+}
+
+#[test]
+fn user_messages_outside_rooms() {
+    let mut h = H::new();
+    let c =
+        h.e.send_user_message_outside_room(h.now, "bob", &text("hi"));
+    assert_eq!(h.result(c), err(Code::NotLoginSession));
+    assert_eq!(Error::Code(Code::NotLoginSession).error_code(), "NOT_LOGIN");
+    let mut h = H::logged_in("alice");
+    for (to, bad) in [
+        ("bob", text("")),
+        ("bob", Payload::Binary(vec![])),
+        ("bob", Payload::Binary(vec![1; 65_537])),
+        ("b b", text("x")),
+        ("", text("x")),
+        ("alice", text("to myself")),
+    ] {
+        let c = h.e.send_user_message_outside_room(h.now, to, &bad);
+        assert_eq!(h.result(c), err(Code::InvalidParams), "{to:?}");
+    }
+    assert!(h.transmits().is_empty());
+    assert!(h.events().is_empty(), "no result event for local failures");
+
+    let c1 =
+        h.e.send_user_message_outside_room(h.now, "bob", &text("hey"));
+    let c2 =
+        h.e.send_user_message_outside_room(h.now, "carol", &Payload::Binary(vec![0; 65_536]));
+    let sent = h.sent();
+    assert_eq!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::SendUser {
+            req: 2,
+            msg_id: 1,
+            room: "",
+            to: "bob",
+            binary: false,
+            payload: b"hey"
+        }
+    );
+    match decode_client(&sent[1]).unwrap() {
+        ClientFrame::SendUser {
+            msg_id,
+            room,
+            to,
+            binary,
+            payload,
+            ..
+        } => assert_eq!(
+            (msg_id, room, to, binary, payload.len()),
+            (2, "", "carol", true, 65_536)
+        ),
+        f => panic!("{f:?}"),
+    }
+    h.reply(3, Code::NoReceiver, b"");
+    h.reply(2, Code::Ok, b"");
+    let done = h.completions();
+    assert_eq!(
+        (done[0].call, done[0].result.clone()),
+        (c2, err(Code::NoReceiver))
+    );
+    assert_eq!(
+        (done[1].call, done[1].result.clone()),
+        (c1, Ok(Value::MessageId(1)))
+    );
+    let ev = h.events();
+    assert_eq!(
+        ev,
+        vec![
+            Event::MessageSendResult {
+                kind: PushKind::OutsideRoom,
+                msg_id: 2,
+                error: Some(Error::Code(Code::NoReceiver))
+            },
+            Event::MessageSendResult {
+                kind: PushKind::OutsideRoom,
+                msg_id: 1,
+                error: None
+            },
+        ]
+    );
+    assert_eq!(ev[0].name(), "onUserMessageSendResultOutsideRoom");
+    assert_eq!(
+        Error::Code(Code::NoReceiver).error_code(),
+        "USER_MESSAGE_NO_RECEIVER"
+    );
+    // Every other failure code of the server comes through as it is.
+    for (i, code) in [Code::ExceedQps, Code::NotLoginSession, Code::InvalidParams]
+        .into_iter()
+        .enumerate()
+    {
+        let c = h.e.send_user_message_outside_room(h.now, "bob", &text("x"));
+        let req = h.sent_reqs()[0];
+        h.reply(req, code, b"");
+        assert_eq!(h.result(c), err(code));
+        assert_eq!(
+            h.events(),
+            vec![Event::MessageSendResult {
+                kind: PushKind::OutsideRoom,
+                msg_id: 3 + i as u64,
+                error: Some(Error::Code(code))
+            }]
+        );
+    }
+    assert_eq!(
+        Error::Code(Code::ExceedQps).error_code(),
+        "USER_MESSAGE_EXCEED_QPS"
+    );
+}
+
+#[test]
+fn peer_messages_time_out_after_12_s() {
+    let mut h = joined("alice", "r1");
+    let c1 = h.e.send_user_message_outside_room(h.now, "bob", &text("a"));
+    h.advance(1_000);
+    let c2 = h.e.send_user_message(h.now, "bob", &text("b"));
+    let c3 = h.e.send_room_message(h.now, &text("c"));
+    h.sent();
+    assert_eq!(h.e.poll_timeout(), Some(h.now - 1_000 + 12_000));
+    h.advance(10_999);
+    assert!(h.completions().is_empty());
+    h.advance(1);
+    assert_eq!(h.result(c1), err(Code::Timeout));
+    h.advance(999);
+    assert!(h.completions().is_empty());
+    h.advance(1);
+    let done = h.completions();
+    assert_eq!(done.len(), 2);
+    for d in &done {
+        assert!(d.call == c2 || d.call == c3);
+        assert_eq!(d.result, err(Code::Timeout));
+    }
+    let names: Vec<&str> = h
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::MessageSendResult { .. }))
+        .map(Event::name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "onUserMessageSendResultOutsideRoom",
+            "onUserMessageSendResult",
+            "onRoomMessageSendResult"
+        ]
+    );
+    assert_eq!(Error::Code(Code::Timeout).wire_code(), 1);
+    // A late reply changes nothing; the engine is still usable.
+    h.reply(2, Code::Ok, b"");
+    assert!(h.completions().is_empty());
+    assert_eq!(h.e.logged_in_user(), Some("alice"));
+    assert_eq!(h.e.room_id(), Some("r1"));
+}
+
+#[test]
+fn messages_in_a_room() {
+    let mut h = H::logged_in("alice");
+    // Not in a room, and while the join is pending: NOT_JOIN, before sending.
+    let c = h.e.send_user_message(h.now, "bob", &text("x"));
+    assert_eq!(h.result(c), err(Code::NotJoin));
+    let c = h.e.send_room_message(h.now, &text("x"));
+    assert_eq!(h.result(c), err(Code::NotJoin));
+    h.e.join_room(h.now, Some("t"), "r1", "alice", "");
+    let join_req = h.sent_reqs()[0];
+    let c = h.e.send_room_message(h.now, &text("x"));
+    assert_eq!(h.result(c), err(Code::NotJoin));
+    assert_eq!(
+        Error::Code(Code::NotJoin).error_code(),
+        "USER_MESSAGE_NOT_JOIN"
+    );
+    h.reply(join_req, Code::Ok, b"");
+    h.drain();
+    for (to, bad) in [
+        ("bob", text("")),
+        ("bob", Payload::Binary(vec![1; 65_537])),
+        ("b\u{e4}", text("x")),
+        ("alice", text("x")),
+    ] {
+        let c = h.e.send_user_message(h.now, to, &bad);
+        assert_eq!(h.result(c), err(Code::InvalidParams), "{to:?}");
+    }
+    for bad in [Payload::Binary(vec![]), text(&"x".repeat(65_537))] {
+        let c = h.e.send_room_message(h.now, &bad);
+        assert_eq!(h.result(c), err(Code::InvalidParams));
+    }
+    assert!(h.transmits().is_empty());
+
+    // Message ids come from the one counter, shared with server messages.
+    let c1 =
+        h.e.send_user_message(h.now, "bob", &Payload::Binary(vec![1, 2]));
+    let c2 = h.e.send_server_message(h.now, &text("srv"));
+    let c3 = h.e.send_room_message(h.now, &text("all"));
+    let sent = h.sent();
+    assert_eq!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::SendUser {
+            req: 3,
+            msg_id: 1,
+            room: "r1",
+            to: "bob",
+            binary: true,
+            payload: &[1, 2]
+        }
+    );
+    assert_eq!(
+        decode_client(&sent[2]).unwrap(),
+        ClientFrame::SendRoom {
+            req: 5,
+            msg_id: 3,
+            room: "r1",
+            binary: false,
+            payload: b"all"
+        }
+    );
+    h.reply(3, Code::Ok, b"");
+    h.reply(4, Code::Ok, b"ack");
+    h.reply(5, Code::Ok, b"");
+    let done: Vec<(u64, Result<Value, Error>)> = h
+        .completions()
+        .into_iter()
+        .map(|c| (c.call, c.result))
+        .collect();
+    assert_eq!(
+        done,
+        vec![
+            (c1, Ok(Value::MessageId(1))),
+            (
+                c2,
+                Ok(Value::ServerMessage {
+                    msg_id: 2,
+                    response: b"ack".to_vec()
+                })
+            ),
+            (c3, Ok(Value::MessageId(3))),
+        ]
+    );
+    let c4 = h.e.send_room_message(h.now, &text("again"));
+    h.sent();
+    h.reply(6, Code::NotJoin, b"");
+    assert_eq!(h.result(c4), err(Code::NotJoin));
+    let ev: Vec<(&str, u64, Option<Error>)> = h
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::MessageSendResult { msg_id, error, .. } => Some((e.name(), msg_id, error)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ev,
+        vec![
+            ("onUserMessageSendResult", 1, None),
+            ("onRoomMessageSendResult", 3, None),
+            (
+                "onRoomMessageSendResult",
+                4,
+                Some(Error::Code(Code::NotJoin))
+            ),
+        ]
+    );
+    // After leaving, NOT_JOIN again.
+    h.e.leave_room(h.now);
+    h.drain();
+    let c = h.e.send_user_message(h.now, "bob", &text("x"));
+    assert_eq!(h.result(c), err(Code::NotJoin));
+}
+
+#[test]
+fn message_ids_increase_across_every_kind() {
+    let mut h = joined("alice", "r1");
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let c = match i % 3 {
+            0 => h.e.send_user_message_outside_room(h.now, "bob", &text("x")),
+            1 => h.e.send_user_message(h.now, "bob", &text("x")),
+            _ => h.e.send_room_message(h.now, &text("x")),
+        };
+        calls.push(c);
+    }
+    for req in h.sent_reqs() {
+        h.reply(req, Code::Ok, b"");
+    }
+    let ids: Vec<Value> = h
+        .completions()
+        .into_iter()
+        .map(|c| c.result.unwrap())
+        .collect();
+    assert_eq!(ids, (1..=6).map(Value::MessageId).collect::<Vec<_>>());
+    // A failed local check does not use an id.
+    let c = h.e.send_room_message(h.now, &text(""));
+    assert_eq!(h.result(c), err(Code::InvalidParams));
+    assert_eq!(h.e.next_msg_id(), 7);
+}
+
+#[test]
+fn a_lost_connection_breaks_pending_peer_messages() {
+    let mut h = joined("alice", "r1");
+    let c = h.e.send_room_message(h.now, &text("x"));
+    h.sent();
+    h.e.handle_closed(h.now, 1006);
+    assert_eq!(h.result(c), err(Code::Broken));
+    let c = h.e.send_room_message(h.now, &text("x"));
+    assert_eq!(h.result(c), err(Code::NotJoin));
+    let c = h.e.send_user_message_outside_room(h.now, "bob", &text("x"));
+    assert_eq!(h.result(c), err(Code::NotLoginSession));
+}

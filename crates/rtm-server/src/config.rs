@@ -136,6 +136,12 @@ pub struct Config {
     /// The apps this server hosts.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// User and room messages (`SendUser`, `SendRoom`) each connection may send per second;
+    /// a connection may send this many at once, and its budget refills at this rate. Over
+    /// the budget the server answers `USER_MESSAGE_EXCEED_QPS`. 0 disables the limit.
+    /// Default 100.
+    #[serde(default = "default_max_messages_per_sec")]
+    pub max_messages_per_sec: u32,
 }
 
 fn default_listen() -> SocketAddr {
@@ -177,8 +183,13 @@ impl Default for Config {
             demo: false,
             demo_business_url: None,
             apps: Vec::new(),
+            max_messages_per_sec: default_max_messages_per_sec(),
         }
     }
+}
+
+fn default_max_messages_per_sec() -> u32 {
+    100
 }
 
 impl Config {

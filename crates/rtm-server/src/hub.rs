@@ -97,15 +97,16 @@ struct AppState {
     rooms: HashMap<String, Room>,
 }
 
-/// A token bucket: `rate` requests per second, bursts up to `rate`.
-struct RateLimiter {
+/// A token bucket: `rate` requests per second, bursts up to `rate`. A rate of 0 allows
+/// everything.
+pub(crate) struct RateLimiter {
     rate: f64,
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimiter {
-    fn new(rate: u32) -> Self {
+    pub(crate) fn new(rate: u32) -> Self {
         RateLimiter {
             rate: f64::from(rate),
             tokens: f64::from(rate),
@@ -113,7 +114,11 @@ impl RateLimiter {
         }
     }
 
-    fn try_acquire(&mut self) -> bool {
+    /// Takes one request from the budget; false when it is spent.
+    pub(crate) fn try_acquire(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
         let now = Instant::now();
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
@@ -236,18 +241,22 @@ impl App {
         if r.members.get(user).is_none_or(|m| m.session.id != session) {
             return;
         }
-        r.members.remove(user);
+        let Some(left) = r.members.remove(user) else {
+            return;
+        };
         if r.members.is_empty() {
             st.rooms.remove(room);
             return;
         }
-        let f = member_frame(room, user, "", false, reason as u8);
+        let f = member_frame(room, user, &left.extra, false, reason as u8);
         for m in r.members.values() {
             m.session.deliver(Outbound::Frame(f.clone()));
         }
     }
 
     /// Delivers a push to the session where `to` is logged in. Returns whether it was queued.
+    ///
+    /// User messages of clients and OpenAPI pushes share this routing (and the two below).
     pub(crate) fn push_to_login(&self, to: &str, body: Bytes) -> bool {
         let session = self.state().logins.get(to).cloned();
         session.is_some_and(|s| s.deliver(Outbound::Push(body)))
@@ -313,6 +322,8 @@ struct HubInner {
     keys: HashMap<String, (Arc<App>, String)>,
     next_session: AtomicU64,
     session_queue: usize,
+    /// `Config::max_messages_per_sec`.
+    message_rate: u32,
 }
 
 /// The server's shared state: the apps, their logins and rooms. Cheap to clone.
@@ -351,6 +362,7 @@ impl Hub {
                 keys,
                 next_session: AtomicU64::new(1),
                 session_queue: config.session_queue.max(1),
+                message_rate: config.max_messages_per_sec,
             }),
         }
     }
@@ -382,6 +394,11 @@ impl Hub {
             },
             SessionQueues { rx, ctl },
         )
+    }
+
+    /// A fresh per-connection budget for user and room messages.
+    pub(crate) fn message_limiter(&self) -> RateLimiter {
+        RateLimiter::new(self.inner.message_rate)
     }
 
     /// Whether `user` of `app_id` is logged in on some connection.

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::hub::{
-    push_body, App, Control, Hub, LeaveReason, Outbound, SessionHandle, SessionQueues,
+    push_body, App, Control, Hub, LeaveReason, Outbound, RateLimiter, SessionHandle, SessionQueues,
 };
 use futures::StreamExt;
 
@@ -121,6 +121,7 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
         relay: env.relays.session(&app_id),
         relayed: PendingQueue::new(),
         socket,
+        messages: env.hub.message_limiter(),
     };
     tracing::debug!(session = s.handle.id, app = %s.app.config.app_id, "session open");
     let end = s.drive(queues, &env).await;
@@ -142,6 +143,8 @@ struct Session {
     /// Business-server outcomes not yet answered, in the order the messages were sent.
     relayed: PendingQueue,
     socket: WebSocket,
+    /// The budget of user and room messages (`Config::max_messages_per_sec`).
+    messages: RateLimiter,
 }
 
 impl Session {
@@ -444,17 +447,25 @@ impl Session {
         Ok(())
     }
 
+    /// A user message: to `to` where it is logged in (`room` empty), else to `to` in `room`.
+    /// `OK` once the push is queued for the receiver's session. Checked in this order:
+    /// `INVALID_PARAMS` (ids, payload size, a message to oneself), `EXCEED_QPS`, then
+    /// `NOT_LOGIN` (outside rooms) or `NOT_JOIN` (the sender is not in `room`), then
+    /// `NO_RECEIVER` (`to` is not logged in, or not in `room`).
     fn send_user(&mut self, room: &str, to: &str, binary: bool, payload: &[u8]) -> Code {
-        if !is_valid_id(to) || (!room.is_empty() && !is_valid_id(room)) {
+        if !is_valid_id(to) || (!room.is_empty() && !is_valid_id(room)) || to == self.user_id() {
             return Code::InvalidParams;
         }
         if let Err(c) = Self::check_payload(payload) {
             return c;
         }
+        if !self.messages.try_acquire() {
+            return Code::ExceedQps;
+        }
         let from = self.user_id();
         let delivered = if room.is_empty() {
             if !self.logged_in {
-                return Code::NotLogin;
+                return Code::NotLoginSession;
             }
             let body = push_body(PushKind::OutsideRoom, "", from, binary, payload);
             self.app.push_to_login(to, body)
@@ -472,12 +483,17 @@ impl Session {
         }
     }
 
+    /// A room message to every other member of `room` (`OK` also when there is none).
+    /// `INVALID_PARAMS`, `EXCEED_QPS`, `NOT_JOIN` as for [`send_user`](Self::send_user).
     fn send_room(&mut self, room: &str, binary: bool, payload: &[u8]) -> Code {
         if !is_valid_id(room) {
             return Code::InvalidParams;
         }
         if let Err(c) = Self::check_payload(payload) {
             return c;
+        }
+        if !self.messages.try_acquire() {
+            return Code::ExceedQps;
         }
         if !self.rooms.contains(room) {
             return Code::NotJoin;
