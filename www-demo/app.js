@@ -45,7 +45,12 @@ function engineOrCreate() {
     $('state').className = `state s${e.state}`;
     log('onConnectionStateChanged', name);
   });
-  engine.on(E.onError, (e) => log('onError', e.errorCode, 'err'));
+  engine.on(E.onError, (e) => {
+    log('onError', e.errorCode, 'err');
+    if (e.errorCode === 'RTM_DUPLICATE_LOGIN') loggedIn = false;
+    if (e.errorCode === 'DUPLICATE_LOGIN') room = null;
+    updateWho();
+  });
   engine.on(E.onServerParamsSetResult, (code) => log('onServerParamsSetResult', code ? String(code) : 'ok', code ? 'err' : 'ok'));
   engine.on(E.onServerMessageSendResult, (e) => log('onServerMessageSendResult', JSON.stringify(e)));
   if (E.onUserJoined) engine.on(E.onUserJoined, (e) => log('onUserJoined', JSON.stringify(e.userInfo)));
@@ -64,7 +69,7 @@ function action(button, name, fn) {
     $(button).disabled = true;
     try {
       const result = await fn();
-      log(name, result === undefined ? 'ok' : typeof result === 'object' ? JSON.stringify(result, replacer) : String(result), 'ok');
+      log(name, result === undefined ? 'ok' : describe(result), 'ok');
     } catch (e) {
       log(name, e.code ? `${e.code}: ${e.message}` : String(e), 'err');
     } finally {
@@ -73,18 +78,50 @@ function action(button, name, fn) {
   });
 }
 const replacer = (_k, v) => (v instanceof ArrayBuffer ? `<${v.byteLength} bytes>` : v);
+// A business-server reply is usually JSON: show it parsed rather than as an escaped string.
+function describe(result) {
+  if (result && typeof result === 'object' && 'msgId' in result && typeof result.response === 'string') {
+    let reply = result.response;
+    try { reply = JSON.stringify(JSON.parse(reply)); } catch { /* plain text */ }
+    return `msgId ${result.msgId}, reply ${reply}`;
+  }
+  return typeof result === 'object' ? JSON.stringify(result, replacer) : String(result);
+}
+function updateWho() {
+  const u = loggedIn ? $('userId').value.trim() : null;
+  $('who').textContent = [u ? `user ${u}` : 'not logged in', room ? `room ${room}` : null].filter(Boolean).join(' · ');
+}
+let loggedIn = false;
+let room = null;
 
 action('login', 'login', async () => {
   const user = $('userId').value.trim();
-  return engineOrCreate().login(await demoToken(user), user);
+  await engineOrCreate().login(await demoToken(user), user);
+  loggedIn = true;
+  updateWho();
 });
-action('logout', 'logout', () => engineOrCreate().logout());
+action('logout', 'logout', async () => {
+  await engineOrCreate().logout();
+  loggedIn = false;
+  updateWho();
+});
 action('join', 'joinRoom', async () => {
   const user = $('userId').value.trim();
-  const room = $('roomId').value.trim();
-  return engineOrCreate().joinRoom(await demoToken(user, room), room, { userId: user, extraInfo: '' }, {});
+  const roomId = $('roomId').value.trim();
+  await engineOrCreate().joinRoom(await demoToken(user, roomId), roomId, { userId: user, extraInfo: `tab at ${location.host}` }, {});
+  room = roomId;
+  updateWho();
 });
-action('leave', 'leaveRoom', () => engineOrCreate().leaveRoom());
+action('leave', 'leaveRoom', async () => {
+  await engineOrCreate().leaveRoom();
+  room = null;
+  updateWho();
+});
+const peer = () => $('peerId').value.trim();
+action('sendPeerOutside', 'sendUserMessageOutsideRoom', async () => `msgId ${await engineOrCreate().sendUserMessageOutsideRoom(peer(), $('peerText').value)}`);
+action('sendPeerRoom', 'sendUserMessage', async () => `msgId ${await engineOrCreate().sendUserMessage(peer(), $('peerText').value)}`);
+action('sendRoom', 'sendRoomMessage', async () => `msgId ${await engineOrCreate().sendRoomMessage($('peerText').value)}`);
+action('peerStatus', 'getPeerOnlineStatus', async () => ['OFFLINE', 'ONLINE', 'UNREACHABLE'][await engineOrCreate().getPeerOnlineStatus(peer())]);
 action('setParams', 'setServerParams', () => engineOrCreate().setServerParams($('cbSig').value, $('cbUrl').value.trim()));
 action('sendText', 'sendServerMessage', () => engineOrCreate().sendServerMessage($('srvText').value));
 action('sendHex', 'sendServerBinaryMessage', () => engineOrCreate().sendServerBinaryMessage(fromHex($('srvHex').value).buffer));
