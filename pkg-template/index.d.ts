@@ -57,6 +57,9 @@ export declare const UserOfflineReason: {
 };
 export type UserOfflineReasonValue = (typeof UserOfflineReason)[keyof typeof UserOfflineReason];
 
+/** `getPeerOnlineStatus` results. */
+export type PeerOnlineStatusValue = 0 | 1 | 2;
+
 /** Rejections and throws: a real `Error` with a stable `code`. */
 export interface SDKError extends Error {
   name: 'SDKError';
@@ -133,14 +136,48 @@ export interface IRTCEngine {
   eventNames(): EventName[];
   emit<K extends EventName>(event: K, ...args: Parameters<EngineEventMap[K]>): boolean;
 
+  /**
+   * Logs in as `userId` (`^[a-zA-Z0-9@._-]{1,128}$`) with a login token; `null` for a server
+   * that does not check tokens. Rejects with `INVALID_PARAMS`, `ALREADY_LOGIN`, `LOGIN_FAILED`,
+   * `INVALID_TOKEN`, `TOKEN_EXPIRED`.
+   */
   login(token: string | null, userId: string): Promise<void>;
+  /** Logs out; rejects with `NOT_LOGIN` when not logged in. */
   logout(): Promise<void>;
-  joinRoom(token: string | null, roomId: string, userInfo: UserInfo, roomConfig?: object): Promise<void>;
-  leaveRoom(): Promise<void>;
+  /** Replaces the login token (re-logs in if the last login failed on its token). */
+  updateLoginToken(token: string): Promise<void>;
+  /** 0 = offline, 1 = online, 2 = unreachable. */
+  getPeerOnlineStatus(userId: string): Promise<PeerOnlineStatusValue>;
+
+  /** Sets where `sendServerMessage` goes; also reported by `onServerParamsSetResult`. */
   setServerParams(signature: string, url: string): Promise<void>;
+  /** Sends text to the business server; resolves to the message id and its response body. */
   sendServerMessage(message: string): Promise<ServerMessageResult>;
+  /** Sends bytes to the business server; resolves to the message id and its response body. */
   sendServerBinaryMessage(message: ArrayBuffer | Uint8Array): Promise<ServerMessageResult>;
-  getPeerOnlineStatus(userId: string): Promise<0 | 1 | 2>;
+
+  /** Sends text to a logged-in user outside rooms; resolves to the message id. */
+  sendUserMessageOutsideRoom(userId: string, message: string): Promise<number>;
+  /** Sends bytes to a logged-in user outside rooms; resolves to the message id. */
+  sendUserBinaryMessageOutsideRoom(userId: string, message: ArrayBuffer | Uint8Array): Promise<number>;
+
+  /**
+   * Joins `roomId` as `userInfo.userId`. `roomConfig` is accepted for compatibility and
+   * ignored. Rejects with `INVALID_TOKEN`, `JOIN_ROOM_FAILED`, `REPEAT_JOIN`, `NOT_LOGIN`, ...
+   */
+  joinRoom(token: string | null, roomId: string, userInfo: UserInfo, roomConfig?: object): Promise<void>;
+  /** Leaves the room; resolves at once when not in one. */
+  leaveRoom(): Promise<void>;
+  /** Renews the room token (see `onTokenWillExpire`). */
+  updateToken(token: string): Promise<void>;
+  /** Sends text to one user in the room; resolves to the message id. */
+  sendUserMessage(userId: string, message: string): Promise<number>;
+  /** Sends bytes to one user in the room; resolves to the message id. */
+  sendUserBinaryMessage(userId: string, message: ArrayBuffer | Uint8Array): Promise<number>;
+  /** Sends text to everyone else in the room; resolves to the message id. */
+  sendRoomMessage(message: string): Promise<number>;
+  /** Sends bytes to everyone else in the room; resolves to the message id. */
+  sendRoomBinaryMessage(message: ArrayBuffer | Uint8Array): Promise<number>;
 }
 
 export declare function createEngine(appId: string, config?: EngineConfig): IRTCEngine;

@@ -54,11 +54,9 @@ pub use types::{
 /// ```
 pub fn ws_url(server_url: &str, app_id: &str) -> Option<String> {
     let server_url = server_url.trim();
-    let colon = server_url.find(':')?;
-    let (scheme, rest) = (
-        &server_url[..colon],
-        server_url[colon + 1..].strip_prefix("//")?,
-    );
+    // `split_once` rather than slicing: a `str` slice's panic path costs the wasm ~4 KB.
+    let (scheme, rest) = server_url.split_once(':')?;
+    let rest = rest.strip_prefix("//")?;
     let scheme = if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("ws") {
         "ws"
     } else if scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("wss") {
