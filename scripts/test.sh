@@ -39,22 +39,39 @@ step "build rtm-server" cargo build -p rtm-server --quiet
 export RTM_TEST_APP_ID=0123456789abcdef01234567 RTM_TEST_APP_KEY=testappkey RTM_TEST_AK=AKTEST RTM_TEST_SK=SKTEST
 port=$(free_port)
 export RTM_TEST_SERVER="http://127.0.0.1:$port"
+# The demo business server for the relay tests, and an allow-listed port where nothing listens.
+bport=$(free_port)
+deadport=$(free_port)
+callback_secret=test-callback-secret
+export RTM_TEST_BUSINESS="http://127.0.0.1:$bport" RTM_TEST_CALLBACK_TIMEOUT_MS=2000
+export RTM_TEST_DEAD_CALLBACK="http://127.0.0.1:$deadport/callback"
+target/debug/rtm-server business-demo --listen "127.0.0.1:$bport" --rtm-url "$RTM_TEST_SERVER" \
+  --app-id "$RTM_TEST_APP_ID" --access-key "$RTM_TEST_AK" --secret-key "$RTM_TEST_SK" \
+  --callback-secret "$callback_secret" > "$out/business-browser.log" 2>&1 &
+pids+=($!)
+wait_http "$RTM_TEST_BUSINESS/healthz" || failed_steps+=("start business-demo")
 target/debug/rtm-server serve --listen "127.0.0.1:$port" --app-id "$RTM_TEST_APP_ID" \
   --app-key "$RTM_TEST_APP_KEY" --access-key "$RTM_TEST_AK" --secret-key "$RTM_TEST_SK" \
-  --cors-origin '*' > "$out/server-browser.log" 2>&1 &
+  --cors-origin '*' --allow-callback "$RTM_TEST_BUSINESS/" \
+  --allow-callback "http://127.0.0.1:$deadport/" --callback-secret "$callback_secret" \
+  --callback-timeout-ms "$RTM_TEST_CALLBACK_TIMEOUT_MS" > "$out/server-browser.log" 2>&1 &
 pids+=($!)
 wait_http "$RTM_TEST_SERVER/healthz" || failed_steps+=("start rtm-server")
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120
-step "browser tests (headless Chromium: page and Worker)" cargo test -p rtm-sdk --target wasm32-unknown-unknown --test browser --test worker
+step "browser tests (headless Chromium: page, Worker, business-server relay)" cargo test -p rtm-sdk --target wasm32-unknown-unknown --test browser --test worker --test relay
 
 step "npm package" scripts/build-pkg.sh
 [ -x scripts/size.sh ] && step "package size" scripts/size.sh
+step "packaging tests (tarball: Vite build + dev, module page, Worker, tsc)" tests/packaging/run.sh
 
 cd "$root"
-passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$out/all.log" | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$out/all.log" | awk '{s+=$1} END {print s+0}')
+# Totals over every runner: cargo's "test result" lines and node's "# pass" / "# fail" lines.
+passed=$( (grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$out/all.log" | awk '{print $4}';
+           grep -Eo '^# pass [0-9]+' "$out/all.log" | awk '{print $3}') | awk '{s+=$1} END {print s+0}')
+failed=$( (grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$out/all.log" | awk '{print $6}';
+           grep -Eo '^# fail [0-9]+' "$out/all.log" | awk '{print $3}') | awk '{s+=$1} END {print s+0}')
 echo
 if [ ${#failed_steps[@]} -gt 0 ]; then
   echo "failed steps: ${failed_steps[*]}"
