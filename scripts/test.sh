@@ -65,6 +65,7 @@ step "browser tests (headless Chromium: page, Worker, business-server relay)" ca
 step "npm package" scripts/build-pkg.sh
 [ -x scripts/size.sh ] && step "package size" scripts/size.sh
 step "packaging tests (tarball: Vite build + dev, module page, Worker, tsc)" tests/packaging/run.sh
+step "demo page end-to-end (two users in headless Chromium)" tests/e2e/run.sh
 
 cd "$root"
 # Totals over every runner: cargo's "test result" lines and node's "# pass" / "# fail" lines.
