@@ -31,8 +31,8 @@ export type ErrorCodeName =
   | 'INVALID_TOKEN' | 'TOKEN_EXPIRED' | 'ALREADY_LOGIN' | 'LOGIN_FAILED' | 'REPEAT_JOIN'
   | 'JOIN_ROOM_FAILED' | 'DUPLICATE_LOGIN' | 'RTM_DUPLICATE_LOGIN' | 'NOT_LOGIN'
   | 'CALLBACK_URL_NOT_ALLOWED' | 'PROTOCOL_ERROR' | 'SERVER_SHUTDOWN' | 'INVALID_APP_ID'
-  | 'KICKED_OUT' | 'NOT_CONNECTED_YET' | 'TIME_OUT' | 'UNEXPECTED_ERROR' | 'RTM_TOKEN_ERROR'
-  | 'RECONNECT_FAILED' | 'ROOM_DISMISS';
+  | 'KICKED_OUT' | 'RECOVERY_FAILED' | 'NOT_CONNECTED_YET' | 'TIME_OUT' | 'UNEXPECTED_ERROR'
+  | 'SEND_QUEUE_FULL' | 'RTM_TOKEN_ERROR' | 'RECONNECT_FAILED' | 'ROOM_DISMISS';
 export declare const ErrorCode: { readonly [K in ErrorCodeName]: K };
 
 /** Connection states (`onConnectionStateChanged`). */
@@ -69,6 +69,15 @@ export interface SDKError extends Error {
 export interface EngineConfig {
   /** The rtm server's base URL (`https://…` or `wss://…`); the page's origin when absent. */
   serverUrl?: string;
+  /**
+   * At most this many messages wait while the connection is re-established (default 100);
+   * more reject with `SEND_QUEUE_FULL`.
+   */
+  maxQueuedMessages?: number;
+  /** A message that waited this long for the connection rejects with `USER_MESSAGE_TIMEOUT` (default 30,000). */
+  maxQueuedAgeMs?: number;
+  /** A connection from which nothing arrived this long is considered dead (default 25,000). */
+  heartbeatTimeoutMs?: number;
 }
 
 export interface UserInfo {
@@ -117,7 +126,8 @@ export interface EngineEventMap {
   onServerMessageSendResult: (e: ServerMessageSendResultEvent) => void;
   onUserJoined: (e: { userInfo: UserInfo }) => void;
   onUserLeave: (e: { userInfo: UserInfo; reason: UserOfflineReasonValue }) => void;
-  onTokenWillExpire: () => void;
+  /** 30 s before the room token expires: call `updateToken`. */
+  onTokenWillExpire: (e: { roomId: string }) => void;
   onUserMessageSendResult: (e: { msgid: number; error: number }) => void;
   onRoomMessageSendResult: (e: { msgid: number; error: number }) => void;
   onUserMessageSendResultOutsideRoom: (e: { msgid: number; error: number }) => void;

@@ -57,10 +57,23 @@ target/debug/rtm-server serve --listen "127.0.0.1:$port" --app-id "$RTM_TEST_APP
   --callback-timeout-ms "$RTM_TEST_CALLBACK_TIMEOUT_MS" > "$out/server-browser.log" 2>&1 &
 pids+=($!)
 wait_http "$RTM_TEST_SERVER/healthz" || failed_steps+=("start rtm-server")
+# A second server that the restart test restarts under a live page, through a test-only
+# supervisor with a control endpoint (scripts/restart-harness.py).
+rport=$(free_port)
+cport=$(free_port)
+export RTM_TEST_RESTART_SERVER="http://127.0.0.1:$rport" RTM_TEST_RESTART_CONTROL="http://127.0.0.1:$cport"
+python3 scripts/restart-harness.py --control "127.0.0.1:$cport" --health "$RTM_TEST_RESTART_SERVER/healthz" -- \
+  target/debug/rtm-server serve --listen "127.0.0.1:$rport" --app-id "$RTM_TEST_APP_ID" \
+  --app-key "$RTM_TEST_APP_KEY" --access-key "$RTM_TEST_AK" --secret-key "$RTM_TEST_SK" \
+  --cors-origin '*' --allow-callback "$RTM_TEST_BUSINESS/" --callback-secret "$callback_secret" \
+  > "$out/server-restart.log" 2>&1 &
+pids+=($!)
+wait_http "$RTM_TEST_RESTART_CONTROL/status" || failed_steps+=("start restart harness")
 
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=120
 step "browser tests (headless Chromium: page, Worker, business-server relay)" cargo test -p rtm-sdk --target wasm32-unknown-unknown --test browser --test worker --test relay
+step "browser test: the server restarts under a live page" cargo test -p rtm-sdk --target wasm32-unknown-unknown --test restart
 
 step "npm package" scripts/build-pkg.sh
 [ -x scripts/size.sh ] && step "package size" scripts/size.sh

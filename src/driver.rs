@@ -9,6 +9,7 @@ use rtm_core::{CallId, Completion, Engine, Error, Event, Payload, Transmit, Valu
 use wasm_bindgen::JsValue;
 
 use crate::emitter::Emitter;
+use crate::network::NetworkWatch;
 use crate::socket::Socket;
 use crate::timer::Timeout;
 use crate::{now, sdk_error};
@@ -18,6 +19,8 @@ struct Io {
     socket: Option<Socket>,
     generation: u32,
     timer: Option<Timeout>,
+    /// Held for its listeners, removed on drop.
+    _network: Option<NetworkWatch>,
 }
 
 /// The engine behind one JS `RTCEngine`.
@@ -34,9 +37,12 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub(crate) fn new(core: Engine) -> Rc<Driver> {
-        Rc::new_cyclic(|me| Driver {
+        Rc::new_cyclic(|me: &Weak<Driver>| Driver {
             core: RefCell::new(core),
-            io: RefCell::default(),
+            io: RefCell::new(Io {
+                _network: Some(NetworkWatch::new(me.clone())),
+                ..Io::default()
+            }),
             calls: RefCell::default(),
             emitter: Emitter::default(),
             pumping: Cell::new(false),
@@ -88,6 +94,12 @@ impl Driver {
             self.core.borrow_mut().handle_closed(now(), code);
             self.pump();
         }
+    }
+
+    /// The page or worker went online or offline, or came back to the foreground.
+    pub(crate) fn on_network(&self, online: bool) {
+        self.core.borrow_mut().handle_network(now(), online);
+        self.pump();
     }
 
     fn on_timer(&self) {
@@ -269,6 +281,7 @@ impl Driver {
                 ("userInfo", user_info(user_id, extra_info)),
                 ("reason", reason.into()),
             ])],
+            Event::TokenWillExpire { room } => vec![obj(&[("roomId", room.into())])],
             _ => return,
         };
         self.emit(name, &args);

@@ -20,6 +20,7 @@
 mod driver;
 mod emitter;
 mod enums;
+mod network;
 mod socket;
 mod timer;
 
@@ -68,20 +69,48 @@ fn own_origin() -> Option<String> {
     get(&get(&js_sys::global(), "location"), "origin").as_string()
 }
 
+/// A non-negative number option of `config`, when given.
+fn number_option(config: &JsValue, key: &str) -> Result<Option<u64>, JsValue> {
+    match get(config, key) {
+        v if v.is_undefined() || v.is_null() => Ok(None),
+        v => match v.as_f64() {
+            Some(n) if n >= 0.0 && n.is_finite() => Ok(Some(n as u64)),
+            _ => Err(invalid_params()),
+        },
+    }
+}
+
 /// Creates an engine for `appId`. `config.serverUrl` is the server's base URL
-/// (`http(s)://` or `ws(s)://`); without it, the page's own origin. Throws an `SDKError`
-/// (`INVALID_PARAMS`) for an empty app id or an unusable URL.
+/// (`http(s)://` or `ws(s)://`); without it, the page's own origin. Optional limits:
+/// `maxQueuedMessages` (default 100) and `maxQueuedAgeMs` (default 30,000) bound the messages
+/// that wait while the connection is re-established; `heartbeatTimeoutMs` (default 25,000) is
+/// how long a silent connection is trusted. Throws an `SDKError` (`INVALID_PARAMS`) for an
+/// empty app id, an unusable URL or a bad limit.
 #[wasm_bindgen(js_name = createEngine)]
 pub fn create_engine(
     #[wasm_bindgen(js_name = "appId", unchecked_param_type = "string")] app_id: JsValue,
-    #[wasm_bindgen(unchecked_optional_param_type = "{ serverUrl?: string }")] config: JsValue,
+    #[wasm_bindgen(
+        unchecked_optional_param_type = "{ serverUrl?: string; maxQueuedMessages?: number; maxQueuedAgeMs?: number; heartbeatTimeoutMs?: number }"
+    )]
+    config: JsValue,
 ) -> Result<RtcEngine, JsValue> {
     let app_id = app_id.as_string().ok_or_else(invalid_params)?;
     let server_url = match get(&config, "serverUrl") {
         v if v.is_undefined() || v.is_null() => own_origin().ok_or_else(invalid_params)?,
         v => v.as_string().ok_or_else(invalid_params)?,
     };
-    let core = Engine::new(&app_id, &server_url, Config::default()).map_err(sdk_error)?;
+    let mut settings = Config::default();
+    if let Some(n) = number_option(&config, "maxQueuedMessages")? {
+        settings.max_queued_messages = n as usize;
+    }
+    if let Some(n) = number_option(&config, "maxQueuedAgeMs")? {
+        settings.max_queued_age_ms = n;
+    }
+    if let Some(n) = number_option(&config, "heartbeatTimeoutMs")? {
+        settings.heartbeat_timeout_ms = n.max(1_000);
+    }
+    let mut core = Engine::new(&app_id, &server_url, settings).map_err(sdk_error)?;
+    core.seed_random((js_sys::Math::random() * 9_007_199_254_740_992.0) as u64);
     Ok(RtcEngine {
         inner: Driver::new(core),
     })
@@ -241,6 +270,28 @@ impl RtcEngine {
         let user = opt_str(&user_id).unwrap_or_default();
         self.inner
             .call(|e, now| e.login(now, token.as_deref(), &user))
+    }
+
+    /// Renews the login token (kept for automatic re-logins). When the last login failed on
+    /// its token (for example `TOKEN_EXPIRED` after a reconnect), logs in again with it.
+    #[wasm_bindgen(js_name = updateLoginToken, unchecked_return_type = "Promise<void>")]
+    pub fn update_login_token(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
+    ) -> Promise {
+        let token = opt_str(&token).unwrap_or_default();
+        self.inner.call(|e, now| e.update_login_token(now, &token))
+    }
+
+    /// Renews the room token (kept for automatic re-joins; `onTokenWillExpire` fires 30 s
+    /// before it expires). When the last re-join failed on its token, joins again with it.
+    #[wasm_bindgen(js_name = updateToken, unchecked_return_type = "Promise<void>")]
+    pub fn update_token(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] token: JsValue,
+    ) -> Promise {
+        let token = opt_str(&token).unwrap_or_default();
+        self.inner.call(|e, now| e.update_token(now, &token))
     }
 
     /// Logs out. Rejects with `NOT_LOGIN` when not logged in.

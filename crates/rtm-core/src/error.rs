@@ -20,6 +20,9 @@ pub enum Error {
     /// The engine was destroyed while the call was pending.
     #[error("the engine was destroyed")]
     Destroyed,
+    /// The message would wait for a connection, but the queue of waiting messages is full.
+    #[error("too many messages are waiting for the connection")]
+    QueueFull,
 }
 
 impl Error {
@@ -30,6 +33,7 @@ impl Error {
             Error::NotConnected => NOT_CONNECTED_YET,
             Error::Timeout => TIME_OUT,
             Error::Destroyed => UNEXPECTED_ERROR,
+            Error::QueueFull => SEND_QUEUE_FULL,
         }
     }
 
@@ -40,6 +44,7 @@ impl Error {
             Error::NotConnected => "the connection to the server is not open",
             Error::Timeout => "the server did not answer in time",
             Error::Destroyed => "the engine was destroyed",
+            Error::QueueFull => "too many messages are waiting for the connection",
         }
     }
 
@@ -51,6 +56,7 @@ impl Error {
             Error::NotConnected => Code::Broken.as_u16(),
             Error::Timeout => Code::Timeout.as_u16(),
             Error::Destroyed => Code::Unknown.as_u16(),
+            Error::QueueFull => Code::Broken.as_u16(),
         }
     }
 }
@@ -67,6 +73,8 @@ pub const NOT_CONNECTED_YET: &str = "NOT_CONNECTED_YET";
 pub const TIME_OUT: &str = "TIME_OUT";
 /// `ErrorCode` of an unclassified client-side failure.
 pub const UNEXPECTED_ERROR: &str = "UNEXPECTED_ERROR";
+/// `ErrorCode` of a message refused because too many wait for the connection already.
+pub const SEND_QUEUE_FULL: &str = "SEND_QUEUE_FULL";
 
 /// `ErrorCode` strings that do not come from a wire [`Code`]: client-side failures and
 /// vendor `onError` codes kept for compatibility.
@@ -74,6 +82,7 @@ pub const CLIENT_ERROR_CODES: &[&str] = &[
     NOT_CONNECTED_YET,
     TIME_OUT,
     UNEXPECTED_ERROR,
+    SEND_QUEUE_FULL,
     "RTM_TOKEN_ERROR",
     "RECONNECT_FAILED",
     "ROOM_DISMISS",
@@ -117,6 +126,7 @@ pub fn describe(code: Code) -> &'static str {
         Code::ServerShutdown => "the server is shutting down",
         Code::UnknownApp => "unknown app id",
         Code::KickedOut => "removed by the server",
+        Code::RecoveryFailed => "the session could not be resumed; messages may be missing",
         _ => "unknown error",
     }
 }

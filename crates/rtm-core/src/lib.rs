@@ -16,6 +16,10 @@
 //! // The first login opens the connection; the Login frame waits until it is open.
 //! assert!(matches!(engine.poll_transmit(), Some(Transmit::Connect { .. })));
 //! engine.handle_connected(5);
+//! // The server's Welcome names the session, for a resume after a lost connection.
+//! engine.handle_frame(6, &encode_server(&ServerFrame::Welcome {
+//!     session: &[7; 16], heartbeat_ms: 10_000, resume_window_ms: 30_000,
+//! }));
 //! assert!(matches!(engine.poll_transmit(), Some(Transmit::Send(_))));
 //! // The server answers request 1 with success.
 //! engine.handle_frame(9, &encode_server(&ServerFrame::Reply { req: 1, code: 0, data: &[] }));
@@ -27,15 +31,17 @@
 
 mod engine;
 mod error;
+mod reconnect;
 mod types;
 
 pub use engine::{
-    Config, Engine, LostCause, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, MAX_EXTRA_INFO_BYTES,
+    Config, Engine, CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, CLOSE_RECONNECT, MAX_EXTRA_INFO_BYTES,
 };
 pub use error::{
-    all_error_codes, describe, Error, CLIENT_ERROR_CODES, NOT_CONNECTED_YET, TIME_OUT,
-    UNEXPECTED_ERROR,
+    all_error_codes, describe, Error, CLIENT_ERROR_CODES, NOT_CONNECTED_YET, SEND_QUEUE_FULL,
+    TIME_OUT, UNEXPECTED_ERROR,
 };
+pub use reconnect::{Backoff, LostCause, ReconnectPolicy};
 pub use rtm_protocol::code::Code;
 pub use rtm_protocol::frame::PushKind;
 pub use types::{

@@ -213,6 +213,12 @@ pub enum Event {
         /// `UserOfflineReason`: 0 quit, 1 dropped, ...
         reason: u8,
     },
+    /// `onTokenWillExpire`: the room token expires soon (30 s by default); call
+    /// `updateToken`.
+    TokenWillExpire {
+        /// The room.
+        room: String,
+    },
 }
 
 /// Every event name of the SDK's `events` enum.
@@ -260,6 +266,7 @@ impl Event {
             },
             Event::UserJoined { .. } => "onUserJoined",
             Event::UserLeave { .. } => "onUserLeave",
+            Event::TokenWillExpire { .. } => "onTokenWillExpire",
         }
     }
 }

@@ -89,6 +89,9 @@ codes! {
     UnknownApp = 2014 => "INVALID_APP_ID",
     /// The user was removed by the server.
     KickedOut = 2015 => "KICKED_OUT",
+    /// The session could not be resumed (unknown or expired key, overflow, too old a
+    /// `last_seq`); the connection continues as a new session and messages may be missing.
+    RecoveryFailed = 2016 => "RECOVERY_FAILED",
 }
 
 impl Code {

@@ -37,6 +37,8 @@ pub mod ty {
     pub const PING: u8 = 0x0A;
     /// Client: renew a login or room token.
     pub const UPDATE_TOKEN: u8 = 0x0B;
+    /// Client: take over a session kept by the server after a lost connection.
+    pub const RESUME: u8 = 0x0C;
     /// Server: the answer to a client request.
     pub const REPLY: u8 = 0x80;
     /// Server: a message pushed to this session.
@@ -45,6 +47,8 @@ pub mod ty {
     pub const NOTICE: u8 = 0x82;
     /// Server: a user joined or left a room this session is in.
     pub const MEMBER: u8 = 0x83;
+    /// Server: the first frame of every connection (session key, heartbeat, resume window).
+    pub const WELCOME: u8 = 0x84;
 }
 
 /// Why a frame could not be decoded.
@@ -180,6 +184,36 @@ pub enum ClientFrame<'a> {
         /// The new token.
         token: &'a str,
     },
+    /// Take over the session `session` (the key of an earlier connection's
+    /// [`ServerFrame::Welcome`]), having received its pushes up to `last_seq`.
+    Resume {
+        /// Request id.
+        req: u32,
+        /// The session key.
+        session: &'a [u8],
+        /// The `seq` of the last push the client received on that session (0 for none).
+        last_seq: u64,
+    },
+}
+
+impl ClientFrame<'_> {
+    /// The request id.
+    pub fn req(&self) -> u32 {
+        match *self {
+            ClientFrame::Login { req, .. }
+            | ClientFrame::Logout { req }
+            | ClientFrame::Join { req, .. }
+            | ClientFrame::Leave { req, .. }
+            | ClientFrame::SetServerParams { req, .. }
+            | ClientFrame::SendServer { req, .. }
+            | ClientFrame::SendUser { req, .. }
+            | ClientFrame::SendRoom { req, .. }
+            | ClientFrame::PeerStatus { req, .. }
+            | ClientFrame::Ping { req }
+            | ClientFrame::UpdateToken { req, .. }
+            | ClientFrame::Resume { req, .. } => req,
+        }
+    }
 }
 
 /// Which client event a [`Push`] becomes.
@@ -259,6 +293,15 @@ pub enum ServerFrame<'a> {
         joined: bool,
         /// Why it left (`UserOfflineReason`); 0 when it joined.
         reason: u8,
+    },
+    /// The first frame of every connection.
+    Welcome {
+        /// This connection's session key, for a later [`ClientFrame::Resume`].
+        session: &'a [u8],
+        /// How often the client should send a `Ping`, in ms.
+        heartbeat_ms: u32,
+        /// How long the server keeps the session after the connection is lost, in ms.
+        resume_window_ms: u32,
     },
 }
 
@@ -482,6 +525,16 @@ pub fn encode_client(f: &ClientFrame<'_>) -> Vec<u8> {
                 .str(room)
                 .str(token);
         }
+        ClientFrame::Resume {
+            req,
+            session,
+            last_seq,
+        } => {
+            w.u8(ty::RESUME)
+                .varint(req.into())
+                .bytes(session)
+                .varint(last_seq);
+        }
     }
     w.finish()
 }
@@ -556,6 +609,11 @@ pub fn decode_client(buf: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
             room: r.str()?,
             token: r.str()?,
         },
+        ty::RESUME => ClientFrame::Resume {
+            req: r.u32()?,
+            session: r.bytes()?,
+            last_seq: r.u64()?,
+        },
         t => return Err(DecodeError::UnknownType(t)),
     };
     r.end()?;
@@ -566,9 +624,7 @@ pub fn decode_client(buf: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
 /// answer a malformed request with an error reply instead of dropping it.
 pub fn peek_req(buf: &[u8]) -> Option<u32> {
     match buf.first() {
-        Some(&t) if (ty::LOGIN..=ty::UPDATE_TOKEN).contains(&t) => {
-            Reader::new(&buf[1..]).u32().ok()
-        }
+        Some(&t) if (ty::LOGIN..=ty::RESUME).contains(&t) => Reader::new(&buf[1..]).u32().ok(),
         _ => None,
     }
 }
@@ -625,6 +681,18 @@ pub fn encode_server(f: &ServerFrame<'_>) -> Vec<u8> {
                 .u8(reason);
             w.finish()
         }
+        ServerFrame::Welcome {
+            session,
+            heartbeat_ms,
+            resume_window_ms,
+        } => {
+            let mut w = Writer::with_capacity(12 + session.len());
+            w.u8(ty::WELCOME)
+                .bytes(session)
+                .varint(heartbeat_ms.into())
+                .varint(resume_window_ms.into());
+            w.finish()
+        }
     }
 }
 
@@ -660,8 +728,33 @@ pub fn decode_server(buf: &[u8]) -> Result<ServerFrame<'_>, DecodeError> {
             joined: r.bool()?,
             reason: r.u8()?,
         },
+        ty::WELCOME => ServerFrame::Welcome {
+            session: r.bytes()?,
+            heartbeat_ms: r.u32()?,
+            resume_window_ms: r.u32()?,
+        },
         t => return Err(DecodeError::UnknownType(t)),
     };
     r.end()?;
     Ok(f)
+}
+
+/// Encodes the member list carried in the reply to a Join: for each member already in the
+/// room, its user id and extra info (`str`, `str`), one after the other.
+pub fn encode_members<'a>(members: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<u8> {
+    let mut w = Writer::default();
+    for (user, extra) in members {
+        w.str(user).str(extra);
+    }
+    w.finish()
+}
+
+/// Decodes the member list of a Join reply (see [`encode_members`]).
+pub fn decode_members(buf: &[u8]) -> Result<Vec<(&str, &str)>, DecodeError> {
+    let mut r = Reader::new(buf);
+    let mut out = Vec::new();
+    while !r.buf.is_empty() {
+        out.push((r.str()?, r.str()?));
+    }
+    Ok(out)
 }

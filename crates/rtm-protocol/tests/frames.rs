@@ -102,6 +102,14 @@ fn client_examples() -> Vec<(&'static str, ClientFrame<'static>)> {
                 token: "tok2",
             },
         ),
+        (
+            "0c 0c 04 a1 b2 c3 d4 ac 02",
+            ClientFrame::Resume {
+                req: 12,
+                session: &[0xa1, 0xb2, 0xc3, 0xd4],
+                last_seq: 300,
+            },
+        ),
     ]
 }
 
@@ -140,6 +148,22 @@ fn server_examples() -> Vec<(&'static str, ServerFrame<'static>)> {
             ServerFrame::Reply {
                 req: 1,
                 code: Code::AlreadyLogin.as_u16(),
+                data: &[],
+            },
+        ),
+        (
+            "80 03 00 07 03 62 6f 62 02 68 69",
+            ServerFrame::Reply {
+                req: 3,
+                code: 0,
+                data: &[0x03, 0x62, 0x6f, 0x62, 0x02, 0x68, 0x69],
+            },
+        ),
+        (
+            "80 0c e0 0f 00",
+            ServerFrame::Reply {
+                req: 12,
+                code: Code::RecoveryFailed.as_u16(),
                 data: &[],
             },
         ),
@@ -192,6 +216,14 @@ fn server_examples() -> Vec<(&'static str, ServerFrame<'static>)> {
             },
         ),
         (
+            "84 04 a1 b2 c3 d4 90 4e b0 ea 01",
+            ServerFrame::Welcome {
+                session: &[0xa1, 0xb2, 0xc3, 0xd4],
+                heartbeat_ms: 10_000,
+                resume_window_ms: 30_000,
+            },
+        ),
+        (
             "81 c8 01 02 02 72 31 03 62 6f 62 00 03 68 65 79",
             ServerFrame::Push {
                 seq: 200,
@@ -213,7 +245,8 @@ fn client_req(f: &ClientFrame<'_>) -> u32 {
         | ClientFrame::SendRoom { req, .. }
         | ClientFrame::PeerStatus { req, .. }
         | ClientFrame::Ping { req }
-        | ClientFrame::UpdateToken { req, .. } => req,
+        | ClientFrame::UpdateToken { req, .. }
+        | ClientFrame::Resume { req, .. } => req,
     }
 }
 
@@ -239,7 +272,7 @@ fn client_examples_encode_and_decode_exactly() {
     // Every client frame type has at least one example.
     assert_eq!(
         types.into_iter().collect::<Vec<_>>(),
-        (ty::LOGIN..=ty::UPDATE_TOKEN).collect::<Vec<_>>()
+        (ty::LOGIN..=ty::RESUME).collect::<Vec<_>>()
     );
 }
 
@@ -255,7 +288,7 @@ fn server_examples_encode_and_decode_exactly() {
     }
     assert_eq!(
         types.into_iter().collect::<Vec<_>>(),
-        vec![ty::REPLY, ty::PUSH, ty::NOTICE, ty::MEMBER]
+        vec![ty::REPLY, ty::PUSH, ty::NOTICE, ty::MEMBER, ty::WELCOME]
     );
 }
 
@@ -584,15 +617,17 @@ fn schema(t: u8) -> &'static [F] {
         ty::PEER_STATUS => &[U32, Str],
         ty::PING => &[U32],
         ty::UPDATE_TOKEN => &[U32, Str, Str],
+        ty::RESUME => &[U32, Bytes, U64],
         ty::REPLY => &[U32, U16, Bytes],
         ty::PUSH => &[U64, Kind, Str, Str, Bool, Bytes],
         ty::NOTICE => &[U16, Str, Str],
         ty::MEMBER => &[Str, Str, Str, Bool, Byte],
+        ty::WELCOME => &[Bytes, U32, U32],
         _ => unreachable!("not a frame type: {t:#04x}"),
     }
 }
 
-const ALL_TYPES: [u8; 15] = [
+const ALL_TYPES: [u8; 17] = [
     ty::LOGIN,
     ty::LOGOUT,
     ty::JOIN,
@@ -604,10 +639,12 @@ const ALL_TYPES: [u8; 15] = [
     ty::PEER_STATUS,
     ty::PING,
     ty::UPDATE_TOKEN,
+    ty::RESUME,
     ty::REPLY,
     ty::PUSH,
     ty::NOTICE,
     ty::MEMBER,
+    ty::WELCOME,
 ];
 
 /// A frame of type `t` with valid default fields, except field `at` written as `raw`.
@@ -656,8 +693,8 @@ fn empty_frame() {
 #[test]
 fn unknown_type_for_every_byte_outside_each_side() {
     for t in 0..=u8::MAX {
-        let client = (ty::LOGIN..=ty::UPDATE_TOKEN).contains(&t);
-        let server = (ty::REPLY..=ty::MEMBER).contains(&t);
+        let client = (ty::LOGIN..=ty::RESUME).contains(&t);
+        let server = (ty::REPLY..=ty::WELCOME).contains(&t);
         // A lone type byte: known types are truncated, the rest unknown.
         let expect_client = if client {
             DecodeError::Truncated
@@ -686,8 +723,8 @@ fn unknown_type_for_every_byte_outside_each_side() {
         }
     }
     assert_eq!(
-        DecodeError::UnknownType(0x0c).to_string(),
-        "unknown frame type 0x0c"
+        DecodeError::UnknownType(0x0d).to_string(),
+        "unknown frame type 0x0d"
     );
 }
 
@@ -928,7 +965,7 @@ fn invalid_bool_and_push_kind() {
 #[test]
 fn peek_req_finds_the_request_id_of_broken_client_frames() {
     // Every client type with a valid req and a broken rest.
-    for t in ty::LOGIN..=ty::UPDATE_TOKEN {
+    for t in ty::LOGIN..=ty::RESUME {
         assert_eq!(peek_req(&[t]), None, "no req at all");
         assert_eq!(peek_req(&[t, 0x80]), None, "req cut short");
         assert_eq!(peek_req(&[t, 42]), Some(42));
@@ -953,7 +990,7 @@ fn peek_req_finds_the_request_id_of_broken_client_frames() {
 
 #[test]
 fn peek_req_ignores_non_client_types() {
-    for t in (0..=u8::MAX).filter(|t| !(ty::LOGIN..=ty::UPDATE_TOKEN).contains(t)) {
+    for t in (0..=u8::MAX).filter(|t| !(ty::LOGIN..=ty::RESUME).contains(t)) {
         assert_eq!(peek_req(&[t]), None);
         assert_eq!(peek_req(&[t, 5, 0, 0]), None, "{t:#04x}");
     }

@@ -159,7 +159,7 @@ impl Fields {
         } = *self;
         let [a, b, c, d] = &self.strs;
         let payload = &self.payload[..];
-        match self.variant % 11 {
+        match self.variant % 12 {
             0 => ClientFrame::Login {
                 req,
                 token: a,
@@ -202,10 +202,15 @@ impl Fields {
             },
             8 => ClientFrame::PeerStatus { req, user: a },
             9 => ClientFrame::Ping { req },
-            _ => ClientFrame::UpdateToken {
+            10 => ClientFrame::UpdateToken {
                 req,
                 room: a,
                 token: b,
+            },
+            _ => ClientFrame::Resume {
+                req,
+                session: &self.payload,
+                last_seq: msg_id,
             },
         }
     }
@@ -222,7 +227,7 @@ impl Fields {
 
     fn server(&self) -> ServerFrame<'_> {
         let [a, b, c, _] = &self.strs;
-        match self.variant % 4 {
+        match self.variant % 5 {
             0 => ServerFrame::Reply {
                 req: self.req,
                 code: self.code,
@@ -237,12 +242,17 @@ impl Fields {
                 room: a,
                 detail: b,
             },
-            _ => ServerFrame::Member {
+            3 => ServerFrame::Member {
                 room: a,
                 user: b,
                 extra: c,
                 joined: self.binary,
                 reason: self.reason,
+            },
+            _ => ServerFrame::Welcome {
+                session: &self.payload,
+                heartbeat_ms: self.req,
+                resume_window_ms: self.req.rotate_left(7),
             },
         }
     }
@@ -269,7 +279,8 @@ fn client_req(f: &ClientFrame<'_>) -> u32 {
         | ClientFrame::SendRoom { req, .. }
         | ClientFrame::PeerStatus { req, .. }
         | ClientFrame::Ping { req }
-        | ClientFrame::UpdateToken { req, .. } => req,
+        | ClientFrame::UpdateToken { req, .. }
+        | ClientFrame::Resume { req, .. } => req,
     }
 }
 
@@ -400,6 +411,8 @@ fn length_fields(frame: &[u8]) -> Vec<(usize, usize, u64)> {
         ty::PUSH => &[Var, Byte, Len, Len, Byte, Len],
         ty::NOTICE => &[Var, Len, Len],
         ty::MEMBER => &[Len, Len, Len, Byte, Byte],
+        ty::RESUME => &[Var, Len, Var],
+        ty::WELCOME => &[Len, Var, Var],
         t => panic!("not a frame type {t:#04x}"),
     };
     let varint = |at: usize| -> (usize, u64) {
@@ -437,11 +450,7 @@ fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn any_type_byte() -> impl Strategy<Value = u8> {
-    prop_oneof![
-        ty::LOGIN..=ty::UPDATE_TOKEN,
-        ty::REPLY..=ty::MEMBER,
-        any::<u8>(),
-    ]
+    prop_oneof![ty::LOGIN..=ty::RESUME, ty::REPLY..=ty::WELCOME, any::<u8>(),]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -537,7 +546,8 @@ proptest! {
         buf.splice(at..at + n, w.finish());
         check_reencode(&buf);
         // Only fixed-size fields follow the last length field: changing it breaks the frame.
-        if k == lens.len() - 1 {
+        // (Resume and Welcome end with varints, which a shifted length may read as valid.)
+        if k == lens.len() - 1 && !matches!(frame[0], ty::RESUME | ty::WELCOME) {
             let ok = if frame[0] < 0x80 {
                 decode_client(&buf).is_ok()
             } else {
@@ -551,7 +561,7 @@ proptest! {
     /// or length field of every frame).
     #[test]
     fn overflowing_first_varint(
-        t in prop_oneof![ty::LOGIN..=ty::UPDATE_TOKEN, ty::REPLY..=ty::MEMBER],
+        t in prop_oneof![ty::LOGIN..=ty::RESUME, ty::REPLY..=ty::WELCOME],
         n in 1usize..16,
         last in any::<u8>(),
         rest in prop::collection::vec(any::<u8>(), 0..64),

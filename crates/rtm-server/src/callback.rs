@@ -714,12 +714,24 @@ pub struct Relay {
 #[derive(Debug, Default)]
 struct RelayInner {
     clients: Mutex<HashMap<PinKey, reqwest::Client>>,
+    /// Where POST results and latencies are counted.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Relay {
     /// A relay with no connections yet.
     pub fn new() -> Relay {
         Relay::default()
+    }
+
+    /// A relay that counts its POSTs in `metrics`.
+    pub(crate) fn with_metrics(metrics: Arc<crate::metrics::Metrics>) -> Relay {
+        Relay {
+            inner: Arc::new(RelayInner {
+                clients: Mutex::default(),
+                metrics: Some(metrics),
+            }),
+        }
     }
 
     fn client(&self, pin: &PinKey) -> Result<reqwest::Client, reqwest::Error> {
@@ -782,6 +794,9 @@ impl Relay {
             code = outcome.code.error_code(), reply_len = outcome.body.len(),
             elapsed_ms = started.elapsed().as_millis() as u64, "callback done"
         );
+        if let Some(m) = &self.inner.metrics {
+            m.callback(outcome.code, started.elapsed());
+        }
         outcome
     }
 

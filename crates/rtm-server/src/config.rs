@@ -142,6 +142,35 @@ pub struct Config {
     /// Default 100.
     #[serde(default = "default_max_messages_per_sec")]
     pub max_messages_per_sec: u32,
+    /// Run as a node of a cluster on this Redis (`redis://host:port[/db]`); absent: a single
+    /// node, everything in memory.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// This node's id in the cluster (letters, digits, `.`, `_`, `-`; at most 64); absent: a
+    /// random id at start.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// In a cluster, how long this node's presence outlives its last heartbeat (the node
+    /// renews it every third of this), in milliseconds: a crashed node's users appear
+    /// offline after at most this long. Default 15,000.
+    #[serde(default = "default_cluster_ttl_ms")]
+    pub cluster_ttl_ms: u64,
+    /// How often clients should send a heartbeat (announced in the Welcome frame), in ms. A
+    /// connection that sends nothing for 3 times this is closed (4005) and its session kept
+    /// for resume. Default 10,000.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// How long the session of a lost connection is kept for a `Resume`, in ms: its login,
+    /// rooms and queued pushes. 0 ends sessions with their connection. Default 30,000.
+    #[serde(default = "default_resume_window_ms")]
+    pub resume_window_ms: u64,
+    /// How many written pushes each session keeps to replay on resume. Default 1,024.
+    #[serde(default = "default_replay_ring")]
+    pub replay_ring: usize,
+    /// At most this many bytes of push bodies in each session's replay ring (bodies shared
+    /// by a broadcast count once per session). Default 4 MiB.
+    #[serde(default = "default_replay_ring_bytes")]
+    pub replay_ring_bytes: usize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -184,12 +213,34 @@ impl Default for Config {
             demo_business_url: None,
             apps: Vec::new(),
             max_messages_per_sec: default_max_messages_per_sec(),
+            redis_url: None,
+            node_id: None,
+            cluster_ttl_ms: default_cluster_ttl_ms(),
+            heartbeat_ms: default_heartbeat_ms(),
+            resume_window_ms: default_resume_window_ms(),
+            replay_ring: default_replay_ring(),
+            replay_ring_bytes: default_replay_ring_bytes(),
         }
     }
 }
 
 fn default_max_messages_per_sec() -> u32 {
     100
+}
+fn default_cluster_ttl_ms() -> u64 {
+    15_000
+}
+fn default_heartbeat_ms() -> u64 {
+    10_000
+}
+fn default_resume_window_ms() -> u64 {
+    30_000
+}
+fn default_replay_ring() -> usize {
+    1024
+}
+fn default_replay_ring_bytes() -> usize {
+    4 << 20
 }
 
 impl Config {
@@ -229,6 +280,30 @@ impl Config {
         }
         if self.openapi_rate == 0 || self.max_frame_bytes == 0 || self.session_queue == 0 {
             return bad("openapi_rate, max_frame_bytes and session_queue must be > 0".into());
+        }
+        if self.heartbeat_ms == 0 || self.heartbeat_ms > u64::from(u32::MAX) / 3 {
+            return bad("heartbeat_ms must be between 1 and 1431655765".into());
+        }
+        if self.resume_window_ms > u64::from(u32::MAX) {
+            return bad("resume_window_ms must fit in 32 bits".into());
+        }
+        if let Some(url) = &self.redis_url {
+            crate::cluster::check_url(url).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(id) = &self.node_id {
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return bad(format!(
+                    "node_id {id:?} must be 1 to 64 letters, digits, '.', '_' or '-'"
+                ));
+            }
+        }
+        if self.cluster_ttl_ms < 300 {
+            return bad("cluster_ttl_ms must be at least 300".into());
         }
         let mut ids = std::collections::HashSet::new();
         let mut aks = std::collections::HashSet::new();

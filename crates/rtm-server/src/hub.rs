@@ -7,14 +7,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
 use rtm_protocol::frame::{encode_push_body, encode_server, Push, PushKind, ServerFrame};
 use tokio::sync::mpsc;
 
+use crate::cluster::{Cluster, Event};
 use crate::config::{AppConfig, Config};
+use crate::metrics::Metrics;
 
 /// Identifies one WebSocket session for the lifetime of the server.
 pub(crate) type SessionId = u64;
@@ -137,6 +139,12 @@ pub(crate) struct App {
     pub(crate) config: AppConfig,
     state: Mutex<AppState>,
     rate: Mutex<RateLimiter>,
+    /// The app id, shared with cluster events.
+    id: Arc<str>,
+    /// The server's metrics.
+    metrics: Arc<Metrics>,
+    /// Set when the server runs as a node of a cluster (`--redis-url`).
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,7 +153,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn member_frame(room: &str, user: &str, extra: &str, joined: bool, reason: u8) -> Bytes {
+pub(crate) fn member_frame(room: &str, user: &str, extra: &str, joined: bool, reason: u8) -> Bytes {
     Bytes::from(encode_server(&ServerFrame::Member {
         room,
         user,
@@ -165,10 +173,31 @@ impl App {
         lock(&self.rate).try_acquire()
     }
 
+    fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    /// The server's metrics.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Records `user` as logged in on `session`. An older login of the same user on another
-    /// session is told it lost its login.
+    /// session is told it lost its login; in a cluster, so is one on another node.
     pub(crate) fn login(&self, user: &str, session: &SessionHandle) {
-        let old = self.state().logins.insert(user.to_owned(), session.clone());
+        let old = {
+            let mut st = self.state();
+            let old = st.logins.insert(user.to_owned(), session.clone());
+            // Sent under the lock, so the cluster sees changes in the order they happened.
+            if let Some(c) = self.cluster() {
+                c.event(Event::Login {
+                    app: self.id.clone(),
+                    user: user.to_owned(),
+                    session: session.id,
+                });
+            }
+            old
+        };
         if let Some(old) = old {
             if old.id != session.id {
                 old.control(Control::LoginTaken);
@@ -181,17 +210,36 @@ impl App {
         let mut st = self.state();
         if st.logins.get(user).is_some_and(|s| s.id == session) {
             st.logins.remove(user);
+            if let Some(c) = self.cluster() {
+                c.event(Event::Logout {
+                    app: self.id.clone(),
+                    user: user.to_owned(),
+                });
+            }
         }
     }
 
-    /// Whether `user` is logged in anywhere.
+    /// Whether `user` is logged in on this node.
     pub(crate) fn is_logged_in(&self, user: &str) -> bool {
         self.state().logins.contains_key(user)
     }
 
+    /// Whether `user` is logged in on this node or, in a cluster, on any live node.
+    pub(crate) async fn is_online(&self, user: &str) -> bool {
+        if self.is_logged_in(user) {
+            return true;
+        }
+        match self.cluster() {
+            Some(c) => c.is_online(&self.id, user).await,
+            None => false,
+        }
+    }
+
     /// Adds `user` to `room` on `session`. An older membership of the same user on another
-    /// session is ended (told through its control queue); the other members are told about a
-    /// new user. Returns Member frames describing the users already in the room.
+    /// session is ended (told through its control queue; in a cluster, also on other nodes);
+    /// the other members are told about a new user. Returns Member frames describing the
+    /// users already in the room on this node (in a cluster, those on other nodes follow
+    /// through the session's queue).
     pub(crate) fn join(
         &self,
         room: &str,
@@ -208,6 +256,15 @@ impl App {
                 extra: extra.to_owned(),
             },
         );
+        if let Some(c) = self.cluster() {
+            c.event(Event::Join {
+                app: self.id.clone(),
+                room: room.to_owned(),
+                user: user.to_owned(),
+                extra: extra.to_owned(),
+                session: session.clone(),
+            });
+        }
         let replaced = match old {
             Some(old) if old.session.id != session.id => {
                 old.session.control(Control::RoomTaken(room.to_owned()));
@@ -232,7 +289,7 @@ impl App {
     }
 
     /// Removes `user` from `room` if its membership belongs to `session`; the other members
-    /// are told why it left.
+    /// (on every node) are told why it left.
     pub(crate) fn leave(&self, room: &str, user: &str, session: SessionId, reason: LeaveReason) {
         let mut st = self.state();
         let Some(r) = st.rooms.get_mut(room) else {
@@ -244,6 +301,15 @@ impl App {
         let Some(left) = r.members.remove(user) else {
             return;
         };
+        if let Some(c) = self.cluster() {
+            c.event(Event::Leave {
+                app: self.id.clone(),
+                room: room.to_owned(),
+                user: user.to_owned(),
+                extra: left.extra.clone(),
+                reason: Some(reason),
+            });
+        }
         if r.members.is_empty() {
             st.rooms.remove(room);
             return;
@@ -254,42 +320,234 @@ impl App {
         }
     }
 
-    /// Delivers a push to the session where `to` is logged in. Returns whether it was queued.
+    /// Queues `body` for the local session where `to` is logged in.
+    fn deliver_login(&self, to: &str, body: Bytes, kind: PushKind) -> bool {
+        let session = self.state().logins.get(to).cloned();
+        let Some(s) = session else {
+            return false;
+        };
+        let ok = s.deliver(Outbound::Push(body));
+        self.count_out(kind, usize::from(ok), usize::from(!ok));
+        ok
+    }
+
+    fn count_out(&self, kind: PushKind, delivered: usize, dropped: usize) {
+        self.metrics.messages_out(kind, delivered);
+        self.metrics.push_dropped(dropped);
+    }
+
+    /// Delivers a push to the session where `to` is logged in. Returns whether it was queued
+    /// on this node; in a cluster, when `to` is not logged in here, the push is also
+    /// published for the other nodes (without waiting).
     ///
     /// User messages of clients and OpenAPI pushes share this routing (and the two below).
     pub(crate) fn push_to_login(&self, to: &str, body: Bytes) -> bool {
-        let session = self.state().logins.get(to).cloned();
-        session.is_some_and(|s| s.deliver(Outbound::Push(body)))
+        self.metrics.message_in(PushKind::OutsideRoom);
+        if self.deliver_login(to, body.clone(), PushKind::OutsideRoom) {
+            return true;
+        }
+        if let Some(c) = self.cluster() {
+            c.publish_user(&self.id, to, PushKind::OutsideRoom, &body);
+        }
+        false
     }
 
-    /// Delivers a push to each of `to` that is in `room`. Returns how many were queued.
+    /// Like [`push_to_login`](Self::push_to_login), but in a cluster waits to know whether
+    /// some node has `to` logged in (the `NO_RECEIVER` check of a user message).
+    pub(crate) async fn send_to_login(&self, to: &str, body: Bytes) -> bool {
+        self.metrics.message_in(PushKind::OutsideRoom);
+        if self.deliver_login(to, body.clone(), PushKind::OutsideRoom) {
+            return true;
+        }
+        match self.cluster() {
+            Some(c) => {
+                c.send_user(&self.id, to, PushKind::OutsideRoom, &body)
+                    .await
+            }
+            None => false,
+        }
+    }
+
+    /// Delivers a push to `to` in `room`, on whichever node it is a member, and tells whether
+    /// it was queued (on another node: published to it).
+    pub(crate) async fn send_to_member(&self, room: &str, to: &str, body: Bytes) -> bool {
+        self.metrics.message_in(PushKind::RoomUser);
+        let local = {
+            let st = self.state();
+            st.rooms
+                .get(room)
+                .and_then(|r| r.members.get(to))
+                .map(|m| m.session.deliver(Outbound::Push(body.clone())))
+        };
+        if let Some(ok) = local {
+            self.count_out(PushKind::RoomUser, usize::from(ok), usize::from(!ok));
+            return ok;
+        }
+        match self.cluster() {
+            Some(c) => {
+                c.send_room_user(&self.id, room, to, PushKind::RoomUser, &body)
+                    .await
+            }
+            None => false,
+        }
+    }
+
+    /// Delivers a push to each of `to` that is in `room`. Returns how many were queued on
+    /// this node; in a cluster, the others are published for the other nodes.
     pub(crate) fn push_to_members<'a>(
         &self,
         room: &str,
         to: impl IntoIterator<Item = &'a str>,
         body: &Bytes,
     ) -> usize {
-        let st = self.state();
-        let Some(r) = st.rooms.get(room) else {
-            return 0;
-        };
-        to.into_iter()
-            .filter_map(|u| r.members.get(u))
-            .filter(|m| m.session.deliver(Outbound::Push(body.clone())))
-            .count()
+        self.metrics.message_in(PushKind::RoomUser);
+        let clustered = self.cluster().is_some();
+        let mut remote = Vec::new();
+        let (mut n, mut dropped) = (0, 0);
+        {
+            let st = self.state();
+            let r = st.rooms.get(room);
+            for u in to {
+                match r.and_then(|r| r.members.get(u)) {
+                    Some(m) if m.session.deliver(Outbound::Push(body.clone())) => n += 1,
+                    Some(_) => dropped += 1,
+                    None if clustered => remote.push(u),
+                    None => {}
+                }
+            }
+        }
+        self.count_out(PushKind::RoomUser, n, dropped);
+        if let (Some(c), false) = (self.cluster(), remote.is_empty()) {
+            c.publish_room(&self.id, room, PushKind::RoomUser, &remote, None, body);
+        }
+        n
     }
 
-    /// Delivers a push to every member of `room` except `except`. Returns how many were queued.
+    /// Delivers a push to every member of `room` except `except`. Returns how many were
+    /// queued on this node; in a cluster, the push is also published for the other nodes.
     pub(crate) fn push_to_room(&self, room: &str, except: Option<&str>, body: &Bytes) -> usize {
+        self.metrics.message_in(PushKind::Room);
+        let n = self.deliver_room(room, &[], except, body.clone(), PushKind::Room);
+        if let Some(c) = self.cluster() {
+            c.publish_room(&self.id, room, PushKind::Room, &[], except, body);
+        }
+        n
+    }
+
+    /// Queues `body` for the local members of `room`: those in `to`, or when `to` is empty
+    /// all but `except`.
+    fn deliver_room(
+        &self,
+        room: &str,
+        to: &[&str],
+        except: Option<&str>,
+        body: Bytes,
+        kind: PushKind,
+    ) -> usize {
+        let (mut n, mut dropped) = (0, 0);
+        {
+            let st = self.state();
+            let Some(r) = st.rooms.get(room) else {
+                return 0;
+            };
+            let mut put = |m: &Member| {
+                if m.session.deliver(Outbound::Push(body.clone())) {
+                    n += 1;
+                } else {
+                    dropped += 1;
+                }
+            };
+            if to.is_empty() {
+                r.members
+                    .iter()
+                    .filter(|(u, _)| Some(u.as_str()) != except)
+                    .for_each(|(_, m)| put(m));
+            } else {
+                to.iter().filter_map(|u| r.members.get(*u)).for_each(put);
+            }
+        }
+        self.count_out(kind, n, dropped);
+        n
+    }
+
+    /// From another node: a push for `user` if it is logged in here.
+    pub(crate) fn cluster_push_login(&self, user: &str, kind: PushKind, body: Bytes) {
+        self.deliver_login(user, body, kind);
+    }
+
+    /// From another node: a push for local members of `room`.
+    pub(crate) fn cluster_push_room(
+        &self,
+        room: &str,
+        kind: PushKind,
+        to: &[&str],
+        except: Option<&str>,
+        body: Bytes,
+    ) {
+        self.deliver_room(room, to, except, body, kind);
+    }
+
+    /// From another node: `user` logged in there, so its login here ends.
+    pub(crate) fn cluster_login_taken(&self, user: &str) {
+        let old = {
+            let mut st = self.state();
+            let old = st.logins.remove(user);
+            if let (Some(c), true) = (self.cluster(), old.is_some()) {
+                c.event(Event::Logout {
+                    app: self.id.clone(),
+                    user: user.to_owned(),
+                });
+            }
+            old
+        };
+        if let Some(old) = old {
+            old.control(Control::LoginTaken);
+        }
+    }
+
+    /// From another node: `user` joined `room` there. Its membership here ends (without a
+    /// leave event: it is still in the room); otherwise the local members are told.
+    pub(crate) fn cluster_joined(&self, room: &str, user: &str, extra: &str) {
+        let mut st = self.state();
+        let Some(r) = st.rooms.get_mut(room) else {
+            return;
+        };
+        if let Some(old) = r.members.remove(user) {
+            if r.members.is_empty() {
+                st.rooms.remove(room);
+            }
+            if let Some(c) = self.cluster() {
+                c.event(Event::Leave {
+                    app: self.id.clone(),
+                    room: room.to_owned(),
+                    user: user.to_owned(),
+                    extra: old.extra.clone(),
+                    reason: None,
+                });
+            }
+            old.session.control(Control::RoomTaken(room.to_owned()));
+            return;
+        }
+        let f = member_frame(room, user, extra, true, 0);
+        for m in r.members.values() {
+            m.session.deliver(Outbound::Frame(f.clone()));
+        }
+    }
+
+    /// From another node: `user` left `room` there; the local members are told (unless the
+    /// user is a member here).
+    pub(crate) fn cluster_left(&self, room: &str, user: &str, extra: &str, reason: u8) {
         let st = self.state();
         let Some(r) = st.rooms.get(room) else {
-            return 0;
+            return;
         };
-        r.members
-            .iter()
-            .filter(|(u, _)| Some(u.as_str()) != except)
-            .filter(|(_, m)| m.session.deliver(Outbound::Push(body.clone())))
-            .count()
+        if r.members.contains_key(user) {
+            return;
+        }
+        let f = member_frame(room, user, extra, false, reason);
+        for m in r.members.values() {
+            m.session.deliver(Outbound::Frame(f.clone()));
+        }
     }
 
     /// The number of users logged in and the number of non-empty rooms.
@@ -324,6 +582,8 @@ struct HubInner {
     session_queue: usize,
     /// `Config::max_messages_per_sec`.
     message_rate: u32,
+    metrics: Arc<Metrics>,
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 /// The server's shared state: the apps, their logins and rooms. Cheap to clone.
@@ -345,11 +605,15 @@ impl Hub {
     pub fn new(config: &Config) -> Self {
         let mut apps = HashMap::new();
         let mut keys = HashMap::new();
+        let metrics = Arc::new(Metrics::new());
         for a in &config.apps {
             let app = Arc::new(App {
                 config: a.clone(),
                 state: Mutex::default(),
                 rate: Mutex::new(RateLimiter::new(config.openapi_rate)),
+                id: Arc::from(a.app_id.as_str()),
+                metrics: metrics.clone(),
+                cluster: OnceLock::new(),
             });
             for k in &a.keys {
                 keys.insert(k.access_key.clone(), (app.clone(), k.secret_key.clone()));
@@ -363,6 +627,8 @@ impl Hub {
                 next_session: AtomicU64::new(1),
                 session_queue: config.session_queue.max(1),
                 message_rate: config.max_messages_per_sec,
+                metrics,
+                cluster: OnceLock::new(),
             }),
         }
     }
@@ -401,7 +667,8 @@ impl Hub {
         RateLimiter::new(self.inner.message_rate)
     }
 
-    /// Whether `user` of `app_id` is logged in on some connection.
+    /// Whether `user` of `app_id` is logged in on some connection of this server (in a
+    /// cluster: of this node).
     pub fn is_online(&self, app_id: &str, user: &str) -> bool {
         self.app(app_id).is_some_and(|a| a.is_logged_in(user))
     }
@@ -409,5 +676,32 @@ impl Hub {
     /// The number of logged-in users and of non-empty rooms of `app_id`.
     pub fn counts(&self, app_id: &str) -> Option<(usize, usize)> {
         self.app(app_id).map(|a| a.counts())
+    }
+
+    /// This server's metrics.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// The metrics in the Prometheus text format, with this node's per-app counts.
+    pub(crate) fn encode_metrics(&self) -> String {
+        let counts = self.inner.apps.iter().map(|(id, a)| {
+            let (users, rooms) = a.counts();
+            (id.clone(), users, rooms)
+        });
+        self.inner.metrics.encode(counts)
+    }
+
+    /// Makes this hub a node of `cluster`: routing and presence go through Redis too.
+    pub(crate) fn attach_cluster(&self, cluster: Arc<Cluster>) {
+        for app in self.inner.apps.values() {
+            let _ = app.cluster.set(cluster.clone());
+        }
+        let _ = self.inner.cluster.set(cluster);
+    }
+
+    /// The cluster link, when this server is a node of one.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.get()
     }
 }

@@ -7,7 +7,11 @@
 //!   [`rtm_protocol::frame`];
 //! * `POST /?Action=..&Version=..`: the OpenAPI (`SendUnicast`, `SendRoomUnicast`,
 //!   `BatchSendRoomUnicast`, `SendBroadcast`), signed as in [`rtm_protocol::sign`];
-//! * `GET /healthz`, and optionally static files and `GET /demo/token`.
+//! * `GET /healthz`, `GET /metrics` (Prometheus), and optionally static files and
+//!   `GET /demo/token`.
+//!
+//! With [`Config::redis_url`] set, the server is one node of a cluster: users on any node
+//! reach each other, and presence lives in Redis.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rtm_server::Error> {
@@ -28,10 +32,13 @@
 
 pub mod bizdemo;
 pub mod callback;
+mod cluster;
 mod config;
 mod hub;
+mod metrics;
 pub mod openapi;
 mod relay;
+mod resume;
 mod server;
 mod session;
 

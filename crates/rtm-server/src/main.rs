@@ -103,6 +103,17 @@ struct ServeArgs {
     /// Log as JSON lines (filter with RUST_LOG, default info).
     #[arg(long)]
     log_json: bool,
+    /// Run as a node of a cluster on this Redis (`redis://host:port[/db]`); without it the
+    /// server is a single node, everything in memory.
+    #[arg(long, env = "RTM_REDIS_URL", value_name = "URL")]
+    redis_url: Option<String>,
+    /// This node's id in the cluster [default: random].
+    #[arg(long, requires = "redis_url")]
+    node_id: Option<String>,
+    /// How long a node's presence outlives its last heartbeat, in milliseconds
+    /// [default: 15000].
+    #[arg(long, requires = "redis_url")]
+    cluster_ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +165,15 @@ fn config_from(args: &ServeArgs) -> Result<Config, String> {
         .cors_origins
         .extend(args.cors_origins.iter().cloned());
     config.demo |= args.demo;
+    if args.redis_url.is_some() {
+        config.redis_url = args.redis_url.clone();
+    }
+    if args.node_id.is_some() {
+        config.node_id = args.node_id.clone();
+    }
+    if let Some(t) = args.cluster_ttl_ms {
+        config.cluster_ttl_ms = t;
+    }
     if args.demo_business_url.is_some() {
         config.demo_business_url = args.demo_business_url.clone();
     }

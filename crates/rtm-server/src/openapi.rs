@@ -153,7 +153,13 @@ pub(crate) async fn handle(State(state): State<ServerState>, req: Request) -> Re
         .unwrap_or_default();
     let action_s = query.get("Action").cloned().unwrap_or_default();
     let version = query.get("Version").cloned().unwrap_or_default();
-    match serve(&state, req, &action_s, &version).await {
+    let result = serve(&state, req, &action_s, &version).await;
+    let metrics = state.hub.metrics();
+    match &result {
+        Ok(()) => metrics.openapi(&action_s, "success"),
+        Err(e) => metrics.openapi(&action_s, e.code),
+    }
+    match result {
         Ok(()) => {
             let body = json!({
                 "ResponseMetadata": metadata(&action_s, &version),

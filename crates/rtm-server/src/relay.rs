@@ -53,6 +53,12 @@ impl Relays {
         })
     }
 
+    /// The same relays, counting their POSTs in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.relay = Relay::with_metrics(metrics);
+        self
+    }
+
     /// The relay state of one session of `app_id`.
     pub(crate) fn session(&self, app_id: &str) -> SessionRelay {
         SessionRelay {

@@ -27,10 +27,14 @@ use crate::config::{Config, ConfigError};
 use crate::hub::Hub;
 use crate::openapi;
 use crate::relay::Relays;
-use crate::session::{self, SessionEnv};
+use crate::resume::Resumes;
+use crate::session::{self, SessionEnv, SessionLimits};
 
 /// How long a shutdown waits for sessions to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The initial read buffer of each WebSocket, in bytes (see `websocket`).
+const WS_READ_BUFFER: usize = 4096;
 
 /// The default lifetime of a token issued by `rtm-server token` and `/demo/token`, in seconds.
 pub const DEFAULT_TOKEN_TTL_SECS: u32 = 86_400;
@@ -72,6 +76,7 @@ pub async fn run(
 ) -> Result<(), Error> {
     config.validate()?;
     let hub = Hub::new(&config);
+    join_cluster(&config, &hub)?;
     serve(config, hub, listener, shutdown).await
 }
 
@@ -123,6 +128,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, Error> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let hub = Hub::new(&config);
+    join_cluster(&config, &hub)?;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(serve(config, hub.clone(), listener, async move {
         let _ = stopped.await;
@@ -135,6 +141,22 @@ pub async fn start(config: Config) -> Result<ServerHandle, Error> {
     })
 }
 
+/// With `config.redis_url`, makes `hub` a node of the cluster on that Redis.
+fn join_cluster(config: &Config, hub: &Hub) -> Result<(), Error> {
+    let Some(url) = &config.redis_url else {
+        return Ok(());
+    };
+    let node = config
+        .node_id
+        .clone()
+        .unwrap_or_else(crate::cluster::random_node_id);
+    let ttl = Duration::from_millis(config.cluster_ttl_ms);
+    let cluster = crate::cluster::start(url, &node, ttl, hub)
+        .map_err(|e| Error::Config(ConfigError::Invalid(format!("redis_url: {e}"))))?;
+    hub.attach_cluster(cluster);
+    Ok(())
+}
+
 async fn serve(
     config: Config,
     hub: Hub,
@@ -143,8 +165,10 @@ async fn serve(
 ) -> Result<(), Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
+    let state_hub = hub.clone();
     let relays = Relays::new(&config.apps)
-        .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?;
+        .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?
+        .with_metrics(hub.metrics().clone());
     let state = ServerState {
         env: SessionEnv {
             hub: hub.clone(),
@@ -152,6 +176,8 @@ async fn serve(
             shutdown: shutdown_rx,
             alive,
             relays,
+            resumes: Resumes::default(),
+            limits: SessionLimits::from_config(&config),
         },
         hub,
         config: Arc::new(config),
@@ -173,6 +199,9 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("sessions still open after the shutdown grace period");
+    }
+    if let Some(cluster) = state_hub.cluster() {
+        cluster.shutdown().await;
     }
     Ok(())
 }
@@ -208,10 +237,7 @@ fn router(state: ServerState) -> Router {
         root = root.layer(cors.clone());
         demo = demo.layer(cors);
     }
-    let mut r = Router::new()
-        .route("/", root)
-        .route("/rtm", get(websocket))
-        .route("/healthz", get(|| async { "ok" }));
+    let mut r = Router::new().route("/", root).route("/rtm", get(websocket));
     if config.demo {
         r = r
             .route("/demo/token", demo)
@@ -220,7 +246,34 @@ fn router(state: ServerState) -> Router {
     if let Some(dir) = &config.static_dir {
         r = r.fallback_service(ServeDir::new(dir));
     }
-    r.layer(TraceLayer::new_for_http()).with_state(state)
+    // Probes and scrapes stay out of the request log (a 503 probe would log as an error).
+    r.layer(TraceLayer::new_for_http())
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// `GET /healthz`: `ok`; in a cluster, also the node id and whether Redis is reachable
+/// (503 while it is not: the node then only reaches its own users).
+async fn healthz(State(state): State<ServerState>) -> Response {
+    match state.hub.cluster() {
+        None => "ok".into_response(),
+        Some(c) if c.is_up() => format!("ok\nnode: {}\nredis: up\n", c.node()).into_response(),
+        Some(c) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("degraded\nnode: {}\nredis: down\n", c.node()),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus metrics (OpenMetrics text).
+async fn metrics(State(state): State<ServerState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        state.hub.encode_metrics(),
+    )
+        .into_response()
 }
 
 /// `GET /rtm?appId=..`: the WebSocket endpoint.
@@ -238,11 +291,23 @@ async fn websocket(
             .into_response();
     }
     let max = state.config.max_frame_bytes;
-    let ws = ws.max_message_size(max).max_frame_size(max);
+    // A 4 KiB read buffer (the library default is 128 KiB): the WebSocket zero-fills the
+    // buffer's free capacity on every read attempt, so its size is both resident memory per
+    // connection and a memset per poll of the socket. Larger client frames grow it as needed.
+    let ws = ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(WS_READ_BUFFER);
     let app_id = q.get("appId").cloned().unwrap_or_default();
     let env = state.env.clone();
     match state.hub.app(&app_id) {
-        Some(app) => ws.on_upgrade(move |socket| session::run(socket, app, env)),
+        Some(app) => {
+            let metrics = state.hub.metrics().clone();
+            ws.on_upgrade(move |socket| async move {
+                let _open = metrics.connection();
+                session::run(socket, app, env).await;
+            })
+        }
         None => ws.on_upgrade(move |socket| session::run_unknown_app(socket, app_id, env)),
     }
 }

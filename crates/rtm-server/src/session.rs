@@ -1,28 +1,36 @@
-//! One task per WebSocket connection: decodes requests, answers them, and writes what the hub
-//! queues for it.
+//! One task per session: decodes requests, answers them, and writes what the hub queues for
+//! it.
+//!
+//! A session outlives its connection (PROTOCOL.md §9): when the connection of a session that
+//! is logged in or in a room is lost, the task keeps running without one for the resume
+//! window, still registered in the hub, leaving pushes in its bounded queue. A new connection
+//! whose first request is `Resume` with the session's key hands its socket to this task
+//! ([`Takeover`]), which replays the pushes the client missed and carries on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
+use futures::StreamExt;
 use rtm_protocol::code::Code;
 use rtm_protocol::frame::{
-    decode_client, encode_push_frame, encode_server, peek_req, ClientFrame, PushKind, ServerFrame,
+    decode_client, decode_server, encode_members, encode_push_frame, encode_server, peek_req,
+    ClientFrame, PushKind, ServerFrame,
 };
 use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::token::{self, TokenError};
 use rtm_protocol::MAX_MESSAGE_BYTES;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::config::Config;
 use crate::hub::{
     push_body, App, Control, Hub, LeaveReason, Outbound, RateLimiter, SessionHandle, SessionQueues,
 };
-use futures::StreamExt;
-
 use crate::relay::{PendingQueue, Relays, SessionRelay};
+use crate::resume::{ReplayRing, ReplyCache, Resumes, SessionKey, Takeover};
 
 /// Close codes the server uses.
 pub mod close {
@@ -30,18 +38,55 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 4000;
     /// No login or join within the auth timeout.
     pub const AUTH_TIMEOUT: u16 = 4001;
-    /// The server ended the session (taken over elsewhere, nothing left; or too slow).
+    /// The server ended the session (taken over elsewhere and nothing left; resumed on
+    /// another connection; or too slow: its outbound queue overflowed).
     pub const SESSION_ENDED: u16 = 4002;
     /// The server is shutting down.
     pub const SHUTDOWN: u16 = 4003;
     /// The `appId` of the connection URL is unknown.
     pub const UNKNOWN_APP: u16 = 4004;
+    /// Nothing arrived from the client for 3 heartbeat intervals; the session is kept for
+    /// a resume.
+    pub const IDLE: u16 = 4005;
     /// A message over the size limit (the standard WebSocket code).
     pub const MESSAGE_TOO_BIG: u16 = 1009;
 }
 
 /// The longest `extra` of a Join, in bytes.
 const MAX_EXTRA_BYTES: usize = 200;
+
+/// A write that takes longer than this means the connection is dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a new connection waits for the session it resumes to take it over.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// At most this many notices wait for a session without a connection.
+const MAX_HELD_NOTICES: usize = 16;
+
+/// The session limits of [`Config`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+    /// The heartbeat interval announced to clients; 3 of them without a frame close the
+    /// connection.
+    pub(crate) heartbeat: Duration,
+    /// How long a session without a connection is kept.
+    pub(crate) resume_window: Duration,
+    /// The replay ring's bounds.
+    pub(crate) ring_items: usize,
+    pub(crate) ring_bytes: usize,
+}
+
+impl SessionLimits {
+    pub(crate) fn from_config(c: &Config) -> Self {
+        SessionLimits {
+            heartbeat: Duration::from_millis(c.heartbeat_ms.max(1)),
+            resume_window: Duration::from_millis(c.resume_window_ms),
+            ring_items: c.replay_ring,
+            ring_bytes: c.replay_ring_bytes,
+        }
+    }
+}
 
 /// What a session task needs from the server.
 #[derive(Clone)]
@@ -53,6 +98,9 @@ pub(crate) struct SessionEnv {
     pub(crate) alive: mpsc::Sender<()>,
     /// The business-server relays of every app.
     pub(crate) relays: Relays,
+    /// The sessions that can be resumed.
+    pub(crate) resumes: Resumes,
+    pub(crate) limits: SessionLimits,
 }
 
 fn now_unix() -> u64 {
@@ -88,7 +136,26 @@ fn token_code(e: TokenError) -> Code {
 /// What the loop does after handling an event.
 enum Flow {
     Continue,
+    /// Close the connection with this code and end the session.
     Close(u16, &'static str),
+    /// The connection is gone (or is closed with this code): keep the session for a resume
+    /// when it has a user, else end it.
+    Lost(Option<(u16, &'static str)>),
+    /// End the session (it has no connection to close).
+    End,
+    /// The session took over a new connection.
+    Resumed,
+    /// A resume this session refuses: it ends, then gives the connection back.
+    Refuse(Box<Takeover>),
+    /// This connection now belongs to another session: end this one quietly.
+    Handed,
+}
+
+/// How a session ended.
+enum Exit {
+    Ended,
+    Refused(Box<Takeover>),
+    Handed,
 }
 
 /// Runs a connection whose `?appId=` names no hosted app: a notice, then close 4004.
@@ -107,31 +174,81 @@ pub(crate) async fn run_unknown_app(mut socket: WebSocket, app_id: String, env: 
         .await;
 }
 
-/// Runs one session until the client leaves, the server ends it, or the server shuts down.
+/// Runs one session until the client leaves, the server ends it, its resume window expires,
+/// or the server shuts down.
 pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
     let (handle, queues) = env.hub.new_session();
+    let key: SessionKey = rand::random();
+    let (takeover_tx, mut takeovers) = mpsc::channel::<Takeover>(1);
     let app_id = app.config.app_id.clone();
+    env.resumes.register(key, &app_id, takeover_tx);
+    let limits = env.limits;
     let mut s = Session {
         app,
         handle,
+        key,
+        resumes: env.resumes.clone(),
+        limits,
         user: None,
         logged_in: false,
         rooms: HashSet::new(),
         seq: 0,
         relay: env.relays.session(&app_id),
         relayed: PendingQueue::new(),
-        socket,
+        socket: Some(socket),
         messages: env.hub.message_limiter(),
+        ring: ReplayRing::new(limits.ring_items, limits.ring_bytes),
+        replies: ReplyCache::new(),
+        in_progress: HashMap::new(),
+        epoch: 0,
+        held: Vec::new(),
+        relogin: false,
+        rejoin: HashSet::new(),
+        lost_login: false,
+        lost_rooms: HashSet::new(),
+        last_rx: Instant::now(),
+        last_ping: Instant::now(),
     };
-    tracing::debug!(session = s.handle.id, app = %s.app.config.app_id, "session open");
-    let end = s.drive(queues, &env).await;
-    s.cleanup();
-    tracing::debug!(session = s.handle.id, ?end, "session closed");
+    tracing::debug!(session = s.handle.id, app = %app_id, "session open");
+    let welcome = Bytes::from(encode_server(&ServerFrame::Welcome {
+        session: &key,
+        heartbeat_ms: u32::try_from(limits.heartbeat.as_millis()).unwrap_or(u32::MAX),
+        resume_window_ms: u32::try_from(limits.resume_window.as_millis()).unwrap_or(u32::MAX),
+    }));
+    let exit = match s.write(welcome).await {
+        Flow::Continue => {
+            s.drive(
+                queues,
+                &mut takeovers,
+                env.shutdown.clone(),
+                env.auth_timeout,
+            )
+            .await
+        }
+        _ => Exit::Ended,
+    };
+    env.resumes.unregister(&key);
+    takeovers.close();
+    if !matches!(exit, Exit::Handed) {
+        s.cleanup();
+    }
+    // Connections that asked for this session get it back (they go on as new sessions).
+    if let Exit::Refused(t) = exit {
+        let _ = t.back.send(t.socket);
+    }
+    while let Ok(t) = takeovers.try_recv() {
+        let _ = t.back.send(t.socket);
+    }
+    tracing::debug!(session = s.handle.id, "session ended");
 }
 
 struct Session {
     app: Arc<App>,
     handle: SessionHandle,
+    /// The key of this session's Welcome.
+    key: SessionKey,
+    resumes: Resumes,
+    limits: SessionLimits,
     /// The user bound by the first Login or Join.
     user: Option<String>,
     logged_in: bool,
@@ -142,70 +259,203 @@ struct Session {
     relay: SessionRelay,
     /// Business-server outcomes not yet answered, in the order the messages were sent.
     relayed: PendingQueue,
-    socket: WebSocket,
+    /// The connection; `None` while the session waits for a resume.
+    socket: Option<WebSocket>,
     /// The budget of user and room messages (`Config::max_messages_per_sec`).
     messages: RateLimiter,
+    /// The pushes written last, for a resume.
+    ring: ReplayRing,
+    /// The replies written last, for requests re-sent after a resume.
+    replies: ReplyCache,
+    /// Requests still being executed (business-server POSTs), with the epoch they arrived in.
+    in_progress: HashMap<u32, u32>,
+    /// Which connection of the session this is: +1 at every resume.
+    epoch: u32,
+    /// Notices for the client while it has no connection.
+    held: Vec<Bytes>,
+    /// After a resume: the first Login may re-confirm the login.
+    relogin: bool,
+    /// After a resume: a Join of these rooms re-confirms the membership.
+    rejoin: HashSet<String>,
+    /// The login was taken by another connection (since the last successful Login).
+    lost_login: bool,
+    /// These memberships were taken by another connection (since their last Join).
+    lost_rooms: HashSet<String>,
+    /// When the last frame arrived.
+    last_rx: Instant,
+    /// When the last WebSocket ping went out.
+    last_ping: Instant,
+}
+
+async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Session {
-    async fn drive(&mut self, mut q: SessionQueues, env: &SessionEnv) -> Option<u16> {
-        let mut shutdown = env.shutdown.clone();
+    async fn drive(
+        &mut self,
+        mut q: SessionQueues,
+        takeovers: &mut mpsc::Receiver<Takeover>,
+        mut shutdown: watch::Receiver<bool>,
+        auth_timeout: Duration,
+    ) -> Exit {
         if *shutdown.borrow_and_update() {
-            return self.close(close::SHUTDOWN, "server shutting down").await;
+            self.close(close::SHUTDOWN, "server shutting down").await;
+            return Exit::Ended;
         }
-        let mut deadline = Some(Instant::now() + env.auth_timeout);
+        let mut auth_deadline = Some(Instant::now() + auth_timeout);
+        let mut window: Option<Instant> = None;
         loop {
+            let connected = self.socket.is_some();
+            let idle_deadline = self.last_rx + self.limits.heartbeat * 3;
+            // A quiet client is asked for a sign of life with a WebSocket ping, which
+            // browsers and other WebSocket stacks answer by themselves.
+            let ping_at = self.last_rx.max(self.last_ping) + self.limits.heartbeat;
             let flow = tokio::select! {
-                msg = self.socket.recv() => match msg {
-                    None | Some(Ok(Message::Close(_))) => return None,
-                    Some(Err(e)) => {
-                        tracing::debug!(session = self.handle.id, error = %e, "read failed");
-                        // An oversize message is the only read error worth telling the peer.
-                        if e.to_string().contains("too long") {
-                            return self.close(close::MESSAGE_TOO_BIG, "message too big").await;
-                        }
-                        return None;
-                    }
-                    Some(Ok(Message::Binary(b))) => self.on_frame(&b).await,
-                    Some(Ok(Message::Text(_))) => Flow::Close(close::PROTOCOL_ERROR, "text frames are not allowed"),
-                    Some(Ok(_)) => Flow::Continue,
-                },
-                Some(out) = q.rx.recv() => self.on_outbound(out).await,
+                msg = recv(&mut self.socket), if connected => self.on_message(msg).await,
+                Some(out) = q.rx.recv(), if connected => self.on_outbound(out).await,
                 Some(c) = q.ctl.recv() => self.on_control(c).await,
                 Some((req, out)) = self.relayed.next(), if !self.relayed.is_empty() => {
-                    self.write(reply(req, out.code, &out.body)).await
+                    self.on_relayed(req, out.code, &out.body).await
                 }
-                () = sleep_until(deadline) => Flow::Close(close::AUTH_TIMEOUT, "no login or join in time"),
-                _ = shutdown.changed() => Flow::Close(close::SHUTDOWN, "server shutting down"),
+                Some(t) = takeovers.recv() => self.on_takeover(t).await,
+                () = sleep_until(auth_deadline), if connected => {
+                    Flow::Close(close::AUTH_TIMEOUT, "no login or join in time")
+                }
+                () = tokio::time::sleep_until(idle_deadline), if connected => {
+                    Flow::Lost(Some((close::IDLE, "no heartbeat")))
+                }
+                () = tokio::time::sleep_until(ping_at), if connected => {
+                    self.last_ping = Instant::now();
+                    self.write_message(Message::Ping(Bytes::new())).await
+                }
+                () = sleep_until(window), if !connected => {
+                    tracing::debug!(session = self.handle.id, "resume window expired");
+                    Flow::End
+                }
+                _ = shutdown.changed() => {
+                    self.shut_down().await;
+                    return Exit::Ended;
+                }
             };
             match flow {
                 Flow::Continue => {}
-                Flow::Close(code, reason) => return self.close(code, reason).await,
+                Flow::Close(code, reason) => {
+                    self.close(code, reason).await;
+                    return Exit::Ended;
+                }
+                Flow::End => return Exit::Ended,
+                Flow::Refuse(t) => return Exit::Refused(t),
+                Flow::Handed => return Exit::Handed,
+                Flow::Resumed => {
+                    window = None;
+                    auth_deadline = None;
+                }
+                Flow::Lost(close) => {
+                    if let Some((code, reason)) = close {
+                        self.close(code, reason).await;
+                    }
+                    self.socket = None;
+                    if self.user.is_none() || self.limits.resume_window.is_zero() {
+                        return Exit::Ended;
+                    }
+                    tracing::debug!(session = self.handle.id, "connection lost; kept for resume");
+                    window = Some(Instant::now() + self.limits.resume_window);
+                }
             }
-            // Deadline: while neither logged in nor in a room, the connection must bind soon.
-            if self.logged_in || !self.rooms.is_empty() {
-                deadline = None;
-            } else if deadline.is_none() {
-                deadline = Some(Instant::now() + env.auth_timeout);
+            // While neither logged in nor in a room, a connection must bind soon.
+            if self.socket.is_some() {
+                if self.logged_in || !self.rooms.is_empty() {
+                    auth_deadline = None;
+                } else if auth_deadline.is_none() {
+                    auth_deadline = Some(Instant::now() + auth_timeout);
+                }
             }
         }
     }
 
-    async fn close(&mut self, code: u16, reason: &'static str) -> Option<u16> {
-        let _ = self
-            .socket
-            .send(Message::Close(Some(CloseFrame {
+    /// Closes the connection (if any) with `code`.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        if let Some(mut s) = self.socket.take() {
+            let frame = Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
-            })))
-            .await;
-        Some(code)
+            }));
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, s.send(frame)).await;
+        }
     }
 
+    /// Writes a frame; a no-op without a connection.
     async fn write(&mut self, frame: Bytes) -> Flow {
-        match self.socket.send(Message::Binary(frame)).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(close::SESSION_ENDED, "write failed"),
+        self.write_message(Message::Binary(frame)).await
+    }
+
+    async fn write_message(&mut self, m: Message) -> Flow {
+        let Some(s) = self.socket.as_mut() else {
+            return Flow::Continue;
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, s.send(m)).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Lost(None),
+        }
+    }
+
+    /// Writes the reply to `req`, remembering it for a re-sent request.
+    async fn answer(&mut self, req: u32, code: Code, data: &[u8]) -> Flow {
+        let r = reply(req, code, data);
+        self.replies.insert(req, self.epoch, r.clone());
+        self.write(r).await
+    }
+
+    /// Tells the client something about its session, now or after a resume.
+    async fn tell(&mut self, frame: Bytes) -> Flow {
+        if self.socket.is_some() {
+            self.write(frame).await
+        } else {
+            if self.held.len() < MAX_HELD_NOTICES {
+                self.held.push(frame);
+            }
+            Flow::Continue
+        }
+    }
+
+    async fn on_message(&mut self, msg: Option<Result<Message, axum::Error>>) -> Flow {
+        match msg {
+            None => Flow::Lost(None),
+            Some(Err(e)) => {
+                tracing::debug!(session = self.handle.id, error = %e, "read failed");
+                // An oversize message is the only read error worth telling the peer.
+                if e.to_string().contains("too long") {
+                    return Flow::Close(close::MESSAGE_TOO_BIG, "message too big");
+                }
+                Flow::Lost(None)
+            }
+            // A normal close ends the session; any other keeps it for a resume.
+            Some(Ok(Message::Close(c))) => match c.map(|c| c.code) {
+                None | Some(1000) | Some(1001) => Flow::End,
+                Some(_) => Flow::Lost(None),
+            },
+            Some(Ok(Message::Binary(b))) => {
+                self.last_rx = Instant::now();
+                self.on_frame(&b).await
+            }
+            Some(Ok(Message::Text(_))) => {
+                Flow::Close(close::PROTOCOL_ERROR, "text frames are not allowed")
+            }
+            Some(Ok(_)) => {
+                self.last_rx = Instant::now();
+                Flow::Continue
+            }
         }
     }
 
@@ -215,25 +465,36 @@ impl Session {
             Outbound::Push(body) => {
                 self.seq += 1;
                 let f = Bytes::from(encode_push_frame(self.seq, &body));
+                // Kept before the write: a write to a dead connection can still succeed.
+                self.ring.push(self.seq, body);
                 self.write(f).await
             }
         }
     }
 
+    async fn on_relayed(&mut self, req: u32, code: Code, body: &[u8]) -> Flow {
+        let epoch = self.in_progress.remove(&req).unwrap_or(self.epoch);
+        let r = reply(req, code, body);
+        self.replies.insert(req, epoch, r.clone());
+        self.write(r).await
+    }
+
     async fn on_control(&mut self, c: Control) -> Flow {
+        let connected = self.socket.is_some();
         match c {
             Control::LoginTaken => {
                 if !self.logged_in {
                     return Flow::Continue;
                 }
                 self.logged_in = false;
+                self.lost_login = true;
                 let n = notice(
                     Code::RtmDuplicateLogin,
                     "",
                     "logged in on another connection",
                 );
-                if let Flow::Close(c, r) = self.write(n).await {
-                    return Flow::Close(c, r);
+                if let f @ Flow::Lost(_) = self.tell(n).await {
+                    return f;
                 }
             }
             Control::RoomTaken(room) => {
@@ -245,18 +506,143 @@ impl Session {
                     &room,
                     "joined the room on another connection",
                 );
-                if let Flow::Close(c, r) = self.write(n).await {
-                    return Flow::Close(c, r);
+                self.lost_rooms.insert(room);
+                if let f @ Flow::Lost(_) = self.tell(n).await {
+                    return f;
                 }
             }
             Control::Overflow => {
-                return Flow::Close(close::SESSION_ENDED, "too slow: send queue full");
+                tracing::debug!(session = self.handle.id, "send queue full");
+                self.app.metrics().slow_consumer();
+                return if connected {
+                    Flow::Close(close::SESSION_ENDED, "too slow: send queue full")
+                } else {
+                    Flow::End
+                };
             }
         }
-        if !self.logged_in && self.rooms.is_empty() {
+        if self.logged_in || !self.rooms.is_empty() {
+            Flow::Continue
+        } else if connected {
             Flow::Close(close::SESSION_ENDED, "session taken over")
         } else {
-            Flow::Continue
+            Flow::End
+        }
+    }
+
+    /// A new connection asks to become this session.
+    async fn on_takeover(&mut self, t: Takeover) -> Flow {
+        let replay = match self.user {
+            Some(_) => self.ring.after(t.last_seq, self.seq),
+            None => None,
+        };
+        let Some(replay) = replay else {
+            tracing::debug!(
+                session = self.handle.id,
+                last_seq = t.last_seq,
+                seq = self.seq,
+                "resume refused"
+            );
+            return Flow::Refuse(Box::new(t));
+        };
+        // A previous connection that still looks alive is half-open: the client left it.
+        self.close(close::SESSION_ENDED, "resumed on another connection")
+            .await;
+        self.socket = Some(t.socket);
+        drop(t.back);
+        self.epoch += 1;
+        self.last_rx = Instant::now();
+        self.relogin = self.logged_in || self.lost_login;
+        self.rejoin = self.rooms.union(&self.lost_rooms).cloned().collect();
+        tracing::debug!(
+            session = self.handle.id,
+            replay = replay.len(),
+            "session resumed"
+        );
+        if let f @ Flow::Lost(_) = self.write(reply(t.req, Code::Ok, &[])).await {
+            return f;
+        }
+        for (seq, body) in replay {
+            let f = Bytes::from(encode_push_frame(seq, &body));
+            if let f @ Flow::Lost(_) = self.write(f).await {
+                return f;
+            }
+        }
+        for n in std::mem::take(&mut self.held) {
+            if let f @ Flow::Lost(_) = self.write(n).await {
+                return f;
+            }
+        }
+        Flow::Resumed
+    }
+
+    /// `Resume` on this (new) connection: hand it to the session with that key.
+    async fn resume(&mut self, req: u32, key: &[u8], last_seq: u64) -> Flow {
+        let target = match self.user {
+            None if key != self.key => self.resumes.find(key, &self.app.config.app_id),
+            _ => None,
+        };
+        let Some(tx) = target else {
+            return self.answer(req, Code::RecoveryFailed, &[]).await;
+        };
+        let Some(socket) = self.socket.take() else {
+            return Flow::Continue;
+        };
+        let (back, back_rx) = oneshot::channel();
+        let takeover = Takeover {
+            socket,
+            req,
+            last_seq,
+            back,
+        };
+        let handed = tokio::time::timeout(TAKEOVER_TIMEOUT, async {
+            match tx.send(takeover).await {
+                Err(e) => Some(e.0.socket),
+                Ok(()) => back_rx.await.ok(),
+            }
+        })
+        .await;
+        match handed {
+            Ok(Some(socket)) => {
+                self.socket = Some(socket);
+                self.last_rx = Instant::now();
+                self.answer(req, Code::RecoveryFailed, &[]).await
+            }
+            Ok(None) => Flow::Handed,
+            // The connection is stuck with a session that does not answer.
+            Err(_) => Flow::End,
+        }
+    }
+
+    /// Shutdown: business-server messages in flight finish (bounded) and are answered, then
+    /// the client is told to reconnect and the connection closes with 4003.
+    async fn shut_down(&mut self) {
+        if self.socket.is_none() {
+            return;
+        }
+        let limit =
+            Duration::from_millis(self.app.config.callback_timeout_ms) + Duration::from_secs(1);
+        let deadline = Instant::now() + limit;
+        while !self.relayed.is_empty() {
+            match tokio::time::timeout_at(deadline, self.relayed.next()).await {
+                Ok(Some((req, out))) => {
+                    if let Flow::Lost(_) = self.on_relayed(req, out.code, &out.body).await {
+                        return;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let unanswered: Vec<u32> = self.in_progress.keys().copied().collect();
+        for req in unanswered {
+            self.in_progress.remove(&req);
+            if let Flow::Lost(_) = self.answer(req, Code::SendToServerError, &[]).await {
+                return;
+            }
+        }
+        let n = notice(Code::ServerShutdown, "", "server shutting down; reconnect");
+        if let Flow::Continue = self.write(n).await {
+            self.close(close::SHUTDOWN, "server shutting down").await;
         }
     }
 
@@ -271,13 +657,25 @@ impl Session {
                 return Flow::Close(close::PROTOCOL_ERROR, "undecodable frame");
             }
         };
-        let (req, code, data) = match frame {
-            ClientFrame::SetServerParams {
+        let req = frame.req();
+        if !matches!(frame, ClientFrame::Ping { .. } | ClientFrame::Resume { .. }) {
+            // A request re-sent after a resume is answered once.
+            if self.in_progress.get(&req).is_some_and(|&e| e < self.epoch) {
+                return Flow::Continue;
+            }
+            if let Some(r) = self.replies.earlier(req, self.epoch) {
+                return self.write(r).await;
+            }
+        }
+        let (code, data) = match frame {
+            ClientFrame::Ping { req } => return self.write(reply(req, Code::Ok, &[])).await,
+            ClientFrame::Resume {
                 req,
-                signature,
-                url,
-            } if self.user.is_some() => {
-                (req, self.relay.set_params(signature, url).await, Vec::new())
+                session,
+                last_seq,
+            } => return self.resume(req, session, last_seq).await,
+            ClientFrame::SetServerParams { signature, url, .. } if self.user.is_some() => {
+                (self.relay.set_params(signature, url).await, Vec::new())
             }
             ClientFrame::SendServer {
                 req,
@@ -286,81 +684,83 @@ impl Session {
                 payload,
             } if self.user.is_some() => {
                 if !self.logged_in {
-                    (req, Code::NotLogin, Vec::new())
+                    (Code::NotLogin, Vec::new())
                 } else {
                     let user = self.user_id().to_owned();
                     let app_id = &self.app.config.app_id;
                     match self.relay.send(req, app_id, &user, msg_id, binary, payload) {
                         Ok(pending) => {
+                            self.in_progress.insert(req, self.epoch);
                             self.relayed.push_back(pending);
                             return Flow::Continue;
                         }
-                        Err(code) => (req, code, Vec::new()),
+                        Err(code) => (code, Vec::new()),
                     }
                 }
             }
-            frame => self.handle_request(frame),
+            frame => self.handle_request(frame).await,
         };
-        self.write(reply(req, code, &data)).await
+        self.answer(req, code, &data).await
     }
 
-    /// Answers one request: its id, the result code and the reply data.
-    fn handle_request(&mut self, frame: ClientFrame<'_>) -> (u32, Code, Vec<u8>) {
+    /// Answers one request: the result code and the reply data.
+    async fn handle_request(&mut self, frame: ClientFrame<'_>) -> (Code, Vec<u8>) {
+        let none = Vec::new();
         match frame {
-            ClientFrame::Login { req, token, user } => (req, self.login(token, user), Vec::new()),
+            ClientFrame::Login { token, user, .. } => (self.login(token, user), none),
             ClientFrame::Join {
-                req,
                 token,
                 room,
                 user,
                 extra,
-            } => (req, self.join(token, room, user, extra), Vec::new()),
-            ClientFrame::Ping { req } => (req, Code::Ok, Vec::new()),
-            f if self.user.is_none() => (req_of(&f), Code::NotLoginSession, Vec::new()),
-            ClientFrame::Logout { req } => {
+                ..
+            } => self.join(token, room, user, extra),
+            _ if self.user.is_none() => (Code::NotLoginSession, none),
+            ClientFrame::Logout { .. } => {
                 if !self.logged_in {
-                    return (req, Code::NotLoginSession, Vec::new());
+                    return (Code::NotLoginSession, none);
                 }
                 self.logged_in = false;
+                self.relogin = false;
                 self.app.logout(self.user_id(), self.handle.id);
-                (req, Code::Ok, Vec::new())
+                (Code::Ok, none)
             }
-            ClientFrame::Leave { req, room } => {
+            ClientFrame::Leave { room, .. } => {
+                self.rejoin.remove(room);
+                self.lost_rooms.remove(room);
                 if self.rooms.remove(room) {
                     self.app
                         .leave(room, self.user_id(), self.handle.id, LeaveReason::Quit);
                 }
-                (req, Code::Ok, Vec::new())
-            }
-            // Answered by `on_frame`, which awaits the relay.
-            ClientFrame::SetServerParams { req, .. } | ClientFrame::SendServer { req, .. } => {
-                (req, Code::ProtocolError, Vec::new())
+                (Code::Ok, none)
             }
             ClientFrame::SendUser {
-                req,
                 room,
                 to,
                 binary,
                 payload,
                 ..
-            } => (req, self.send_user(room, to, binary, payload), Vec::new()),
+            } => (self.send_user(room, to, binary, payload).await, none),
             ClientFrame::SendRoom {
-                req,
                 room,
                 binary,
                 payload,
                 ..
-            } => (req, self.send_room(room, binary, payload), Vec::new()),
-            ClientFrame::PeerStatus { req, user } => {
+            } => (self.send_room(room, binary, payload), none),
+            ClientFrame::PeerStatus { user, .. } => {
                 if !is_valid_id(user) {
-                    return (req, Code::InvalidParams, Vec::new());
+                    return (Code::InvalidParams, none);
                 }
-                let online = self.app.is_logged_in(user);
-                (req, Code::Ok, vec![u8::from(online)])
+                // In a cluster, a user logged in on another node counts.
+                let online = self.app.is_online(user).await;
+                (Code::Ok, vec![u8::from(online)])
             }
-            ClientFrame::UpdateToken { req, room, token } => {
-                (req, self.update_token(room, token), Vec::new())
-            }
+            ClientFrame::UpdateToken { room, token, .. } => (self.update_token(room, token), none),
+            // Answered by `on_frame`.
+            ClientFrame::SetServerParams { .. }
+            | ClientFrame::SendServer { .. }
+            | ClientFrame::Ping { .. }
+            | ClientFrame::Resume { .. } => (Code::ProtocolError, none),
         }
     }
 
@@ -388,6 +788,20 @@ impl Session {
         if let Err(c) = self.check_user(user) {
             return c;
         }
+        // The first Login after a resume re-confirms the login the session had.
+        if std::mem::take(&mut self.relogin) {
+            if !self.logged_in {
+                return Code::RtmDuplicateLogin;
+            }
+            return match self.verify(token, "", user) {
+                Ok(()) => Code::Ok,
+                Err(c) => {
+                    self.logged_in = false;
+                    self.app.logout(user, self.handle.id);
+                    c
+                }
+            };
+        }
         if self.logged_in {
             return Code::AlreadyLogin;
         }
@@ -396,33 +810,59 @@ impl Session {
         }
         self.user = Some(user.to_owned());
         self.logged_in = true;
+        self.lost_login = false;
         self.app.login(user, &self.handle);
         tracing::debug!(session = self.handle.id, user, "login");
         Code::Ok
     }
 
-    fn join(&mut self, token: &str, room: &str, user: &str, extra: &str) -> Code {
+    /// A Join: the code and, on success, the member list of the room.
+    fn join(&mut self, token: &str, room: &str, user: &str, extra: &str) -> (Code, Vec<u8>) {
         if let Err(c) = self.check_user(user) {
-            return c;
+            return (c, Vec::new());
         }
         if !is_valid_id(room) || extra.len() > MAX_EXTRA_BYTES {
-            return Code::InvalidParams;
+            return (Code::InvalidParams, Vec::new());
         }
-        if self.rooms.contains(room) {
-            return Code::RepeatJoin;
+        // The first Join of a room after a resume re-confirms the membership.
+        let rejoin = self.rejoin.remove(room);
+        if rejoin && !self.rooms.contains(room) {
+            return (Code::DuplicateLogin, Vec::new());
+        }
+        if self.rooms.contains(room) && !rejoin {
+            return (Code::RepeatJoin, Vec::new());
         }
         if let Err(c) = self.verify(token, room, user) {
-            return c;
+            if rejoin {
+                self.rooms.remove(room);
+                self.app
+                    .leave(room, user, self.handle.id, LeaveReason::Dropped);
+            }
+            return (c, Vec::new());
         }
         self.user = Some(user.to_owned());
         self.rooms.insert(room.to_owned());
+        self.lost_rooms.remove(room);
         let existing = self.app.join(room, user, extra, &self.handle);
-        // Describe the members already there after the reply: queue them behind it.
-        for f in existing {
-            self.handle.deliver(Outbound::Frame(f));
+        let members: Vec<(String, String)> = existing
+            .iter()
+            .filter_map(|f| match decode_server(f) {
+                Ok(ServerFrame::Member { user, extra, .. }) => {
+                    Some((user.to_owned(), extra.to_owned()))
+                }
+                _ => None,
+            })
+            .collect();
+        let data = encode_members(members.iter().map(|(u, e)| (u.as_str(), e.as_str())));
+        // On a first join, describe the members already there after the reply too: queue
+        // them behind it.
+        if !rejoin {
+            for f in existing {
+                self.handle.deliver(Outbound::Frame(f));
+            }
         }
-        tracing::debug!(session = self.handle.id, user, room, "join");
-        Code::Ok
+        tracing::debug!(session = self.handle.id, user, room, rejoin, "join");
+        (Code::Ok, data)
     }
 
     fn update_token(&mut self, room: &str, token: &str) -> Code {
@@ -452,7 +892,7 @@ impl Session {
     /// `INVALID_PARAMS` (ids, payload size, a message to oneself), `EXCEED_QPS`, then
     /// `NOT_LOGIN` (outside rooms) or `NOT_JOIN` (the sender is not in `room`), then
     /// `NO_RECEIVER` (`to` is not logged in, or not in `room`).
-    fn send_user(&mut self, room: &str, to: &str, binary: bool, payload: &[u8]) -> Code {
+    async fn send_user(&mut self, room: &str, to: &str, binary: bool, payload: &[u8]) -> Code {
         if !is_valid_id(to) || (!room.is_empty() && !is_valid_id(room)) || to == self.user_id() {
             return Code::InvalidParams;
         }
@@ -468,13 +908,13 @@ impl Session {
                 return Code::NotLoginSession;
             }
             let body = push_body(PushKind::OutsideRoom, "", from, binary, payload);
-            self.app.push_to_login(to, body)
+            self.app.send_to_login(to, body).await
         } else {
             if !self.rooms.contains(room) {
                 return Code::NotJoin;
             }
             let body = push_body(PushKind::RoomUser, room, from, binary, payload);
-            self.app.push_to_members(room, [to], &body) > 0
+            self.app.send_to_member(room, to, body).await
         };
         if delivered {
             Code::Ok
@@ -517,28 +957,5 @@ impl Session {
             self.logged_in = false;
             self.app.logout(&user, self.handle.id);
         }
-    }
-}
-
-fn req_of(f: &ClientFrame<'_>) -> u32 {
-    match *f {
-        ClientFrame::Login { req, .. }
-        | ClientFrame::Logout { req }
-        | ClientFrame::Join { req, .. }
-        | ClientFrame::Leave { req, .. }
-        | ClientFrame::SetServerParams { req, .. }
-        | ClientFrame::SendServer { req, .. }
-        | ClientFrame::SendUser { req, .. }
-        | ClientFrame::SendRoom { req, .. }
-        | ClientFrame::PeerStatus { req, .. }
-        | ClientFrame::Ping { req }
-        | ClientFrame::UpdateToken { req, .. } => req,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

@@ -80,6 +80,11 @@ pub enum Got {
         joined: bool,
         reason: u8,
     },
+    Welcome {
+        session: Vec<u8>,
+        heartbeat_ms: u32,
+        resume_window_ms: u32,
+    },
     Closed(Option<u16>),
 }
 
@@ -116,6 +121,15 @@ impl Got {
                 joined,
                 reason,
             },
+            ServerFrame::Welcome {
+                session,
+                heartbeat_ms,
+                resume_window_ms,
+            } => Got::Welcome {
+                session: session.to_vec(),
+                heartbeat_ms,
+                resume_window_ms,
+            },
         }
     }
 }
@@ -123,6 +137,8 @@ impl Got {
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_req: u32,
+    /// The session key of the Welcome frame, once it arrived (`next_any` consumes it).
+    pub session: Option<Vec<u8>>,
 }
 
 pub async fn connect(addr: SocketAddr, app_id: &str) -> Client {
@@ -138,7 +154,11 @@ pub async fn connect(addr: SocketAddr, app_id: &str) -> Client {
         resp.headers().get("sec-websocket-protocol").unwrap(),
         "rtm.v1"
     );
-    Client { ws, next_req: 1 }
+    Client {
+        ws,
+        next_req: 1,
+        session: None,
+    }
 }
 
 impl Client {
@@ -155,8 +175,8 @@ impl Client {
         self.send_raw(encode_client(f)).await;
     }
 
-    /// The next frame (skipping Member frames when `skip_members`), or Closed.
-    pub async fn next_any(&mut self) -> Got {
+    /// The next frame, Welcome included, or Closed.
+    pub async fn next_any_raw(&mut self) -> Got {
         loop {
             let m = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -169,6 +189,16 @@ impl Client {
                 }
                 Some(Ok(Message::Close(c))) => return Got::Closed(c.map(|c| u16::from(c.code))),
                 Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// The next frame other than the Welcome (whose key is kept in `session`), or Closed.
+    pub async fn next_any(&mut self) -> Got {
+        loop {
+            match self.next_any_raw().await {
+                Got::Welcome { session, .. } => self.session = Some(session),
+                g => return g,
             }
         }
     }

@@ -1,0 +1,224 @@
+//! What lets a session outlive its connection (PROTOCOL.md §9): the registry that finds a
+//! session by its key, the ring of recently written pushes, and the cache of recent replies.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::ws::WebSocket;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+/// The opaque key of a session, sent in its Welcome frame.
+pub(crate) type SessionKey = [u8; 16];
+
+/// A new connection asking an existing session to take it over.
+pub(crate) struct Takeover {
+    /// The new connection.
+    pub(crate) socket: WebSocket,
+    /// The id of the Resume request, answered by the session that takes the connection.
+    pub(crate) req: u32,
+    /// The last push `seq` the client received.
+    pub(crate) last_seq: u64,
+    /// Where a session that refuses gives the connection back. Dropped unused on success.
+    pub(crate) back: oneshot::Sender<WebSocket>,
+}
+
+/// Where to reach a session: its app, and its queue of takeovers.
+type Entry = (String, mpsc::Sender<Takeover>);
+
+/// The sessions that can be resumed, by key. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Resumes {
+    map: Arc<Mutex<HashMap<SessionKey, Entry>>>,
+}
+
+impl Resumes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Entry>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the session `key` of `app_id` reachable.
+    pub(crate) fn register(&self, key: SessionKey, app_id: &str, tx: mpsc::Sender<Takeover>) {
+        self.lock().insert(key, (app_id.to_owned(), tx));
+    }
+
+    /// Forgets the session `key`.
+    pub(crate) fn unregister(&self, key: &SessionKey) {
+        self.lock().remove(key);
+    }
+
+    /// The session of `app_id` with this key.
+    pub(crate) fn find(&self, key: &[u8], app_id: &str) -> Option<mpsc::Sender<Takeover>> {
+        let key: SessionKey = key.try_into().ok()?;
+        let map = self.lock();
+        let (app, tx) = map.get(&key)?;
+        (app == app_id).then(|| tx.clone())
+    }
+
+    /// How many sessions are registered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// The push bodies a session wrote last, by `seq`, bounded in count and bytes. Bodies are
+/// shared (`Bytes`) with every other recipient of a broadcast.
+pub(crate) struct ReplayRing {
+    items: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+    max_items: usize,
+    max_bytes: usize,
+}
+
+impl ReplayRing {
+    pub(crate) fn new(max_items: usize, max_bytes: usize) -> Self {
+        ReplayRing {
+            items: VecDeque::new(),
+            bytes: 0,
+            max_items,
+            max_bytes,
+        }
+    }
+
+    /// Records the push `seq` (one more than the last recorded).
+    pub(crate) fn push(&mut self, seq: u64, body: Bytes) {
+        if self.max_items == 0 {
+            return;
+        }
+        self.bytes += body.len();
+        self.items.push_back((seq, body));
+        while self.items.len() > self.max_items
+            || (self.bytes > self.max_bytes && self.items.len() > 1)
+        {
+            if let Some((_, b)) = self.items.pop_front() {
+                self.bytes -= b.len();
+            }
+        }
+    }
+
+    /// The pushes after `last_seq`, when the ring still holds all of them up to `latest`
+    /// (the last `seq` written); `None` when some are gone or `last_seq` is in the future.
+    pub(crate) fn after(&self, last_seq: u64, latest: u64) -> Option<Vec<(u64, Bytes)>> {
+        if last_seq > latest {
+            return None;
+        }
+        if last_seq == latest {
+            return Some(Vec::new());
+        }
+        let first = self.items.front()?.0;
+        if first > last_seq + 1 {
+            return None;
+        }
+        Some(
+            self.items
+                .iter()
+                .filter(|(s, _)| *s > last_seq)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+/// The replies a session sent last, by request id and the connection (epoch) the request
+/// arrived on; bounded in count and bytes.
+pub(crate) struct ReplyCache {
+    items: VecDeque<(u32, u32, Bytes)>,
+    bytes: usize,
+}
+
+/// At most this many replies are remembered per session.
+const REPLY_CACHE_ITEMS: usize = 256;
+/// At most this many bytes of replies are remembered per session.
+const REPLY_CACHE_BYTES: usize = 256 * 1024;
+
+impl ReplyCache {
+    pub(crate) fn new() -> Self {
+        ReplyCache {
+            items: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Remembers the reply to request `req` that arrived during `epoch`.
+    pub(crate) fn insert(&mut self, req: u32, epoch: u32, reply: Bytes) {
+        self.bytes += reply.len();
+        self.items.push_back((req, epoch, reply));
+        while self.items.len() > REPLY_CACHE_ITEMS
+            || (self.bytes > REPLY_CACHE_BYTES && self.items.len() > 1)
+        {
+            if let Some((_, _, b)) = self.items.pop_front() {
+                self.bytes -= b.len();
+            }
+        }
+    }
+
+    /// The reply to `req` if that request arrived on an earlier connection than `epoch`.
+    pub(crate) fn earlier(&self, req: u32, epoch: u32) -> Option<Bytes> {
+        self.items
+            .iter()
+            .rev()
+            .find(|(r, e, _)| *r == req && *e < epoch)
+            .map(|(_, _, b)| b.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_replays_what_it_still_holds() {
+        let mut r = ReplayRing::new(3, 1 << 20);
+        for s in 1..=5u64 {
+            r.push(s, Bytes::from(vec![s as u8]));
+        }
+        let seqs =
+            |v: Option<Vec<(u64, Bytes)>>| v.map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
+        assert_eq!(seqs(r.after(2, 5)), Some(vec![3, 4, 5]));
+        assert_eq!(seqs(r.after(4, 5)), Some(vec![5]));
+        assert_eq!(seqs(r.after(5, 5)), Some(vec![]));
+        assert_eq!(seqs(r.after(1, 5)), None, "push 2 is gone");
+        assert_eq!(seqs(r.after(6, 5)), None, "from the future");
+        let empty = ReplayRing::new(0, 0);
+        assert_eq!(seqs(empty.after(0, 0)), Some(vec![]));
+        assert_eq!(seqs(empty.after(0, 1)), None);
+    }
+
+    #[test]
+    fn ring_is_bounded_in_bytes() {
+        let mut r = ReplayRing::new(100, 10);
+        for s in 1..=5u64 {
+            r.push(s, Bytes::from(vec![0; 4]));
+        }
+        assert_eq!(r.items.len(), 2);
+        assert!(r.after(3, 5).is_some());
+        assert!(r.after(2, 5).is_none());
+    }
+
+    #[test]
+    fn reply_cache_answers_only_for_earlier_connections() {
+        let mut c = ReplyCache::new();
+        c.insert(7, 0, Bytes::from_static(b"a"));
+        assert_eq!(c.earlier(7, 0), None);
+        assert_eq!(c.earlier(7, 1), Some(Bytes::from_static(b"a")));
+        assert_eq!(c.earlier(8, 1), None);
+        for i in 0..300 {
+            c.insert(100 + i, 0, Bytes::from_static(b"x"));
+        }
+        assert_eq!(c.earlier(7, 1), None, "evicted");
+        assert_eq!(c.items.len(), REPLY_CACHE_ITEMS);
+    }
+
+    #[test]
+    fn registry_is_per_app() {
+        let r = Resumes::default();
+        let (tx, _rx) = mpsc::channel(1);
+        r.register([1; 16], "app", tx);
+        assert!(r.find(&[1; 16], "app").is_some());
+        assert!(r.find(&[1; 16], "other").is_none());
+        assert!(r.find(&[1; 15], "app").is_none());
+        r.unregister(&[1; 16]);
+        assert_eq!(r.len(), 0);
+    }
+}
