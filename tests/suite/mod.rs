@@ -15,9 +15,7 @@ use base64::Engine as _;
 use js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array, JSON};
 use rtm_protocol::sign::{format_x_date, hex_sha256, sign, SignRequest};
 use rtm_protocol::token::AccessToken;
-use rtm_sdk::{
-    create_engine, destroy_engine, get_sdk_version, ConnectionState, ErrorCode, Events, RtcEngine,
-};
+use rtm_sdk::{create_engine, destroy_engine, get_sdk_version, ConnectionState, RtcEngine};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -269,14 +267,8 @@ fn check(payload: &JsValue, from: &str, message: &Message<'_>) {
 
 #[wasm_bindgen_test]
 fn exported_enums_and_version() {
-    assert_eq!(
-        Events::onRoomBinaryMessageReceived().as_string().as_deref(),
-        Some("onRoomBinaryMessageReceived")
-    );
-    assert_eq!(
-        ErrorCode::RTM_DUPLICATE_LOGIN().as_string().as_deref(),
-        Some("RTM_DUPLICATE_LOGIN")
-    );
+    // `events` and `ErrorCode` are plain objects in pkg-template/index.js (checked against the
+    // Rust lists by the native test `enums_match_index_js_and_index_d_ts`).
     assert_eq!(ConnectionState::CONNECTION_STATE_CONNECTED as u8, 3);
     assert!(!get_sdk_version().is_empty());
 }
