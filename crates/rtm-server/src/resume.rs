@@ -23,8 +23,9 @@ pub(crate) struct Takeover {
     pub(crate) back: oneshot::Sender<WebSocket>,
 }
 
-/// Where to reach a session: its app, and its queue of takeovers.
-type Entry = (String, mpsc::Sender<Takeover>);
+/// Where to reach a session: its app, and its queue of takeovers (boxed: tokio allocates a
+/// channel's first block of 32 slots up front, and a `Takeover` holds a whole `WebSocket`).
+type Entry = (String, mpsc::Sender<Box<Takeover>>);
 
 /// The sessions that can be resumed, by key. Cheap to clone.
 #[derive(Clone, Default)]
@@ -38,7 +39,7 @@ impl Resumes {
     }
 
     /// Makes the session `key` of `app_id` reachable.
-    pub(crate) fn register(&self, key: SessionKey, app_id: &str, tx: mpsc::Sender<Takeover>) {
+    pub(crate) fn register(&self, key: SessionKey, app_id: &str, tx: mpsc::Sender<Box<Takeover>>) {
         self.lock().insert(key, (app_id.to_owned(), tx));
     }
 
@@ -48,7 +49,7 @@ impl Resumes {
     }
 
     /// The session of `app_id` with this key.
-    pub(crate) fn find(&self, key: &[u8], app_id: &str) -> Option<mpsc::Sender<Takeover>> {
+    pub(crate) fn find(&self, key: &[u8], app_id: &str) -> Option<mpsc::Sender<Box<Takeover>>> {
         let key: SessionKey = key.try_into().ok()?;
         let map = self.lock();
         let (app, tx) = map.get(&key)?;

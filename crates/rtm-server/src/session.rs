@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use rtm_protocol::code::Code;
 use rtm_protocol::frame::{
     decode_client, decode_server, encode_members, encode_push_frame, encode_server, peek_req,
@@ -63,6 +63,11 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// At most this many notices wait for a session without a connection.
 const MAX_HELD_NOTICES: usize = 16;
+
+/// At most this many queued frames are written with one flush.
+const BATCH_FRAMES: usize = 64;
+/// A batch is flushed once it holds this many bytes.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// The session limits of [`Config`].
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +184,7 @@ pub(crate) async fn run_unknown_app(mut socket: WebSocket, app_id: String, env: 
 pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
     let (handle, queues) = env.hub.new_session();
     let key: SessionKey = rand::random();
-    let (takeover_tx, mut takeovers) = mpsc::channel::<Takeover>(1);
+    let (takeover_tx, mut takeovers) = mpsc::channel::<Box<Takeover>>(1);
     let app_id = app.config.app_id.clone();
     env.resumes.register(key, &app_id, takeover_tx);
     let limits = env.limits;
@@ -208,6 +213,7 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
         lost_rooms: HashSet::new(),
         last_rx: Instant::now(),
         last_ping: Instant::now(),
+        members_after_reply: Vec::new(),
     };
     tracing::debug!(session = s.handle.id, app = %app_id, "session open");
     let welcome = Bytes::from(encode_server(&ServerFrame::Welcome {
@@ -285,6 +291,8 @@ struct Session {
     last_rx: Instant,
     /// When the last WebSocket ping went out.
     last_ping: Instant,
+    /// Member frames of a first Join, written right after its reply.
+    members_after_reply: Vec<Bytes>,
 }
 
 async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>> {
@@ -305,7 +313,7 @@ impl Session {
     async fn drive(
         &mut self,
         mut q: SessionQueues,
-        takeovers: &mut mpsc::Receiver<Takeover>,
+        takeovers: &mut mpsc::Receiver<Box<Takeover>>,
         mut shutdown: watch::Receiver<bool>,
         auth_timeout: Duration,
     ) -> Exit {
@@ -323,7 +331,7 @@ impl Session {
             let ping_at = self.last_rx.max(self.last_ping) + self.limits.heartbeat;
             let flow = tokio::select! {
                 msg = recv(&mut self.socket), if connected => self.on_message(msg).await,
-                Some(out) = q.rx.recv(), if connected => self.on_outbound(out).await,
+                Some(out) = q.rx.recv(), if connected => self.on_outbound(out, &mut q.rx).await,
                 Some(c) = q.ctl.recv() => self.on_control(c).await,
                 Some((req, out)) = self.relayed.next(), if !self.relayed.is_empty() => {
                     self.on_relayed(req, out.code, &out.body).await
@@ -459,17 +467,70 @@ impl Session {
         }
     }
 
-    async fn on_outbound(&mut self, out: Outbound) -> Flow {
-        match out {
-            Outbound::Frame(f) => self.write(f).await,
-            Outbound::Push(body) => {
-                self.seq += 1;
-                let f = Bytes::from(encode_push_frame(self.seq, &body));
-                // Kept before the write: a write to a dead connection can still succeed.
-                self.ring.push(self.seq, body);
-                self.write(f).await
+    /// Writes `first` and whatever else is already queued (up to [`BATCH_FRAMES`] frames or
+    /// [`BATCH_BYTES`]), with one flush: one write to the socket per batch, not per frame.
+    async fn on_outbound(&mut self, first: Outbound, rx: &mut mpsc::Receiver<Outbound>) -> Flow {
+        let Some(socket) = self.socket.as_mut() else {
+            return Flow::Continue;
+        };
+        let (seq, ring) = (&mut self.seq, &mut self.ring);
+        let batch = async {
+            let (mut out, mut bytes) = (first, 0);
+            for n in 1.. {
+                let f = match out {
+                    Outbound::Frame(f) => f,
+                    Outbound::Push(body) => {
+                        *seq += 1;
+                        let f = Bytes::from(encode_push_frame(*seq, &body));
+                        // Kept before the write: a write to a dead connection can still
+                        // succeed.
+                        ring.push(*seq, body);
+                        f
+                    }
+                };
+                bytes += f.len();
+                socket.feed(Message::Binary(f)).await?;
+                if n >= BATCH_FRAMES || bytes >= BATCH_BYTES {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(o) => out = o,
+                    Err(_) => break,
+                }
+            }
+            socket.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Lost(None),
+        }
+    }
+
+    /// Writes `frames` in order with one flush per [`BATCH_FRAMES`] frames or
+    /// [`BATCH_BYTES`]; a no-op without a connection.
+    async fn write_all(&mut self, frames: impl IntoIterator<Item = Bytes>) -> Flow {
+        let Some(socket) = self.socket.as_mut() else {
+            return Flow::Continue;
+        };
+        let mut frames = frames.into_iter().peekable();
+        while frames.peek().is_some() {
+            let batch = async {
+                let mut bytes = 0;
+                for f in frames.by_ref().take(BATCH_FRAMES) {
+                    bytes += f.len();
+                    socket.feed(Message::Binary(f)).await?;
+                    if bytes >= BATCH_BYTES {
+                        break;
+                    }
+                }
+                socket.flush().await
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
+                Ok(Ok(())) => {}
+                _ => return Flow::Lost(None),
             }
         }
+        Flow::Continue
     }
 
     async fn on_relayed(&mut self, req: u32, code: Code, body: &[u8]) -> Flow {
@@ -531,7 +592,7 @@ impl Session {
     }
 
     /// A new connection asks to become this session.
-    async fn on_takeover(&mut self, t: Takeover) -> Flow {
+    async fn on_takeover(&mut self, t: Box<Takeover>) -> Flow {
         let replay = match self.user {
             Some(_) => self.ring.after(t.last_seq, self.seq),
             None => None,
@@ -543,7 +604,7 @@ impl Session {
                 seq = self.seq,
                 "resume refused"
             );
-            return Flow::Refuse(Box::new(t));
+            return Flow::Refuse(t);
         };
         // A previous connection that still looks alive is half-open: the client left it.
         self.close(close::SESSION_ENDED, "resumed on another connection")
@@ -559,20 +620,17 @@ impl Session {
             replay = replay.len(),
             "session resumed"
         );
-        if let f @ Flow::Lost(_) = self.write(reply(t.req, Code::Ok, &[])).await {
+        let replay = replay
+            .into_iter()
+            .map(|(seq, body)| Bytes::from(encode_push_frame(seq, &body)));
+        // The held notices are dropped only once written.
+        let frames = std::iter::once(reply(t.req, Code::Ok, &[]))
+            .chain(replay)
+            .chain(self.held.clone());
+        if let f @ Flow::Lost(_) = self.write_all(frames).await {
             return f;
         }
-        for (seq, body) in replay {
-            let f = Bytes::from(encode_push_frame(seq, &body));
-            if let f @ Flow::Lost(_) = self.write(f).await {
-                return f;
-            }
-        }
-        for n in std::mem::take(&mut self.held) {
-            if let f @ Flow::Lost(_) = self.write(n).await {
-                return f;
-            }
-        }
+        self.held.clear();
         Flow::Resumed
     }
 
@@ -589,12 +647,12 @@ impl Session {
             return Flow::Continue;
         };
         let (back, back_rx) = oneshot::channel();
-        let takeover = Takeover {
+        let takeover = Box::new(Takeover {
             socket,
             req,
             last_seq,
             back,
-        };
+        });
         let handed = tokio::time::timeout(TAKEOVER_TIMEOUT, async {
             match tx.send(takeover).await {
                 Err(e) => Some(e.0.socket),
@@ -700,7 +758,16 @@ impl Session {
             }
             frame => self.handle_request(frame).await,
         };
-        self.answer(req, code, &data).await
+        let flow = self.answer(req, code, &data).await;
+        if self.members_after_reply.is_empty() || !matches!(flow, Flow::Continue) {
+            self.members_after_reply.clear();
+            return flow;
+        }
+        // A first Join: the members already there, right after the reply and before
+        // anything queued since, written here rather than through the bounded queue (a room
+        // larger than the queue is not a slow consumer).
+        let members = std::mem::take(&mut self.members_after_reply);
+        self.write_all(members).await
     }
 
     /// Answers one request: the result code and the reply data.
@@ -854,12 +921,10 @@ impl Session {
             })
             .collect();
         let data = encode_members(members.iter().map(|(u, e)| (u.as_str(), e.as_str())));
-        // On a first join, describe the members already there after the reply too: queue
-        // them behind it.
+        // On a first join, describe the members already there after the reply too
+        // (written by `on_frame`).
         if !rejoin {
-            for f in existing {
-                self.handle.deliver(Outbound::Frame(f));
-            }
+            self.members_after_reply = existing;
         }
         tracing::debug!(session = self.handle.id, user, room, rejoin, "join");
         (Code::Ok, data)
