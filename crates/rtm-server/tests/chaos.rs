@@ -398,11 +398,15 @@ async fn chaos_exactly_once_in_order_or_error() {
 /// and senders' messages still arrive once, in order, or fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_a_short_resume_window_loses_only_what_it_reports() {
-    let breaks = run_chaos(20, 40, Some(200)).await;
-    assert!(
-        breaks > 0,
-        "no resume failed: the short window was not exercised"
-    );
+    // Whether a resume fails depends on the seed (the cuts and the jittered backoff): every run
+    // checks the delivery properties, and up to three seeds are tried until one exercises a
+    // failed resume.
+    for _ in 0..3 {
+        if run_chaos(20, 40, Some(200)).await > 0 {
+            return;
+        }
+    }
+    panic!("no resume failed in three runs: the short window was not exercised");
 }
 
 /// Runs the scenario; returns how many sessions ended (failed resumes and give-ups).
