@@ -24,16 +24,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 use web_sys::{Request, Response};
+mod util;
+use util::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(req: &Request) -> Promise;
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &js_sys::Function, ms: f64) -> JsValue;
-}
 
 /// The user id the demo business server pushes as (`bizdemo::DEMO_FROM`).
 const DEMO_FROM: &str = "bizdemo";
@@ -79,16 +73,6 @@ fn callback_url() -> String {
     format!("{}/rtm/callback", env().business)
 }
 
-fn now_secs() -> u32 {
-    (js_sys::Date::now() / 1000.0) as u32
-}
-
-/// A user id unique to this run and test.
-fn uid(prefix: &str) -> String {
-    let r = (js_sys::Math::random() * 1e9) as u64;
-    format!("{prefix}-{}-{r}", js_sys::Date::now() as u64)
-}
-
 fn login_token(user: &str) -> String {
     let e = env();
     let mut t = AccessToken::new(e.app_id, "", user);
@@ -117,61 +101,6 @@ async fn connected() -> (RtcEngine, String) {
     let (engine, user) = logged_in().await;
     ok(engine.set_server_params(SIGNATURE.into(), callback_url().into())).await;
     (engine, user)
-}
-
-fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap()
-}
-
-async fn sleep(ms: u32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, f64::from(ms));
-    });
-    JsFuture::from(p).await.unwrap();
-}
-
-async fn ok(p: Promise) -> JsValue {
-    match JsFuture::from(p).await {
-        Ok(v) => v,
-        Err(e) => panic!("rejected: {:?} {:?}", get(&e, "code"), get(&e, "message")),
-    }
-}
-
-/// Awaits a rejection and returns its `code` after checking it is an `SDKError`.
-async fn rejected(p: Promise) -> String {
-    let e = JsFuture::from(p).await.expect_err("expected a rejection");
-    assert!(e.is_instance_of::<js_sys::Error>(), "not an Error: {e:?}");
-    assert_eq!(get(&e, "name").as_string().as_deref(), Some("SDKError"));
-    get(&e, "code").as_string().expect("code")
-}
-
-/// Records every emission of `event` (first argument, or `undefined`).
-#[derive(Clone)]
-struct Recorder(Rc<std::cell::RefCell<Vec<JsValue>>>);
-
-impl Recorder {
-    fn on(engine: &RtcEngine, event: &str) -> Recorder {
-        let rec = Recorder(Rc::default());
-        let r = rec.0.clone();
-        let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| r.borrow_mut().push(v));
-        engine.on(event.into(), f.into_js_value()).unwrap();
-        rec
-    }
-
-    fn len(&self) -> usize {
-        self.0.borrow().len()
-    }
-
-    /// Waits (up to 5 s) until `n` emissions arrived, and returns them.
-    async fn wait(&self, n: usize) -> Vec<JsValue> {
-        for _ in 0..500 {
-            if self.len() >= n {
-                return self.0.borrow().clone();
-            }
-            sleep(10).await;
-        }
-        panic!("waited for {n} events, got {}", self.len());
-    }
 }
 
 /// The `{msgId, response}` of a resolved send: the message id and the reply parsed as JSON.

@@ -12,10 +12,7 @@
 //! `RTM_TEST_APP_KEY`. Unset variables fail the test.
 #![cfg(target_arch = "wasm32")]
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
-use js_sys::{Object, Promise, Reflect};
+use js_sys::{Object, Reflect};
 use rtm_protocol::token::AccessToken;
 use rtm_sdk::{create_engine, RtcEngine};
 use wasm_bindgen::prelude::*;
@@ -23,16 +20,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 use web_sys::{Request, Response};
+mod util;
+use util::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(req: &Request) -> Promise;
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &js_sys::Function, ms: f64) -> JsValue;
-}
 
 fn need(v: Option<&'static str>, name: &str) -> &'static str {
     match v {
@@ -63,11 +54,6 @@ fn app_key() -> &'static str {
     need(option_env!("RTM_TEST_APP_KEY"), "RTM_TEST_APP_KEY")
 }
 
-fn uid(prefix: &str) -> String {
-    let r = (js_sys::Math::random() * 1e9) as u64;
-    format!("{prefix}-{}-{r}", js_sys::Date::now() as u64)
-}
-
 fn token(room: &str, user: &str) -> String {
     let now = (js_sys::Date::now() / 1000.0) as u32;
     let mut t = AccessToken::new(app_id(), room, user);
@@ -89,24 +75,6 @@ fn user_info(user: &str) -> JsValue {
     o.into()
 }
 
-fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap()
-}
-
-async fn sleep(ms: u32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, f64::from(ms));
-    });
-    JsFuture::from(p).await.unwrap();
-}
-
-async fn ok(p: Promise) -> JsValue {
-    match JsFuture::from(p).await {
-        Ok(v) => v,
-        Err(e) => panic!("rejected: {:?} {:?}", get(&e, "code"), get(&e, "message")),
-    }
-}
-
 async fn fetch_text(url: &str) -> String {
     let req = Request::new_with_str(url).unwrap();
     let resp: Response = JsFuture::from(fetch_request(&req))
@@ -117,35 +85,6 @@ async fn fetch_text(url: &str) -> String {
     assert_eq!(resp.status(), 200, "{url}");
     let text = JsFuture::from(resp.text().unwrap()).await.unwrap();
     text.as_string().unwrap()
-}
-
-/// Records every emission of `event` (first argument, or `undefined`).
-#[derive(Clone)]
-struct Recorder(Rc<RefCell<Vec<JsValue>>>);
-
-impl Recorder {
-    fn on(engine: &RtcEngine, event: &str) -> Recorder {
-        let rec = Recorder(Rc::default());
-        let r = rec.0.clone();
-        let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| r.borrow_mut().push(v));
-        engine.on(event.into(), f.into_js_value()).unwrap();
-        rec
-    }
-
-    fn all(&self) -> Vec<JsValue> {
-        self.0.borrow().clone()
-    }
-
-    /// Waits (up to 30 s) until an emission satisfies `f`.
-    async fn wait_for(&self, what: &str, f: impl Fn(&JsValue) -> bool) -> JsValue {
-        for _ in 0..600 {
-            if let Some(v) = self.0.borrow().iter().find(|v| f(v)) {
-                return v.clone();
-            }
-            sleep(50).await;
-        }
-        panic!("waited 30 s for {what}; got {:?}", self.all());
-    }
 }
 
 fn state_is(n: f64) -> impl Fn(&JsValue) -> bool {

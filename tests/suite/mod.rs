@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use crate::util::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use js_sys::{Array, ArrayBuffer, Object, Promise, Reflect, Uint8Array, JSON};
@@ -21,14 +22,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 use web_sys::{Headers, Request, RequestInit, Response};
-
-#[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_request(req: &Request) -> Promise;
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(f: &js_sys::Function, ms: f64) -> JsValue;
-}
 
 struct Env {
     server: &'static str,
@@ -52,16 +45,6 @@ fn env() -> Env {
         ak: need(option_env!("RTM_TEST_AK"), "RTM_TEST_AK"),
         sk: need(option_env!("RTM_TEST_SK"), "RTM_TEST_SK"),
     }
-}
-
-fn now_secs() -> u32 {
-    (js_sys::Date::now() / 1000.0) as u32
-}
-
-/// A user or room id unique to this run and test.
-fn uid(prefix: &str) -> String {
-    let r = (js_sys::Math::random() * 1e9) as u64;
-    format!("{prefix}-{}-{r}", js_sys::Date::now() as u64)
 }
 
 fn token_with(app_id: &str, key: &str, room: &str, user: &str, expire: u32) -> String {
@@ -88,66 +71,6 @@ fn obj(fields: &[(&str, JsValue)]) -> JsValue {
         Reflect::set(&o, &(*k).into(), v).unwrap();
     }
     o.into()
-}
-
-fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap()
-}
-
-async fn sleep(ms: u32) {
-    let p = Promise::new(&mut |resolve, _| {
-        set_timeout(&resolve, f64::from(ms));
-    });
-    JsFuture::from(p).await.unwrap();
-}
-
-async fn ok(p: Promise) -> JsValue {
-    match JsFuture::from(p).await {
-        Ok(v) => v,
-        Err(e) => panic!("rejected: {:?} {:?}", get(&e, "code"), get(&e, "message")),
-    }
-}
-
-/// Awaits a rejection and returns its `code` after checking it is an `SDKError`.
-async fn rejected(p: Promise) -> String {
-    let e = JsFuture::from(p).await.expect_err("expected a rejection");
-    assert!(e.is_instance_of::<js_sys::Error>(), "not an Error: {e:?}");
-    assert_eq!(get(&e, "name").as_string().as_deref(), Some("SDKError"));
-    get(&e, "code").as_string().expect("code")
-}
-
-/// Records every emission of `event` (first argument, or `undefined`).
-#[derive(Clone)]
-struct Recorder(Rc<RefCell<Vec<JsValue>>>);
-
-impl Recorder {
-    fn on(engine: &RtcEngine, event: &str) -> Recorder {
-        let rec = Recorder(Rc::default());
-        let r = rec.0.clone();
-        let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| r.borrow_mut().push(v));
-        // The listener's lifetime is the test page's: JS owns it from here.
-        engine.on(event.into(), f.into_js_value()).unwrap();
-        rec
-    }
-
-    fn len(&self) -> usize {
-        self.0.borrow().len()
-    }
-
-    /// Waits (up to 5 s) until `n` emissions arrived, and returns them.
-    async fn wait(&self, n: usize) -> Vec<JsValue> {
-        for _ in 0..500 {
-            if self.len() >= n {
-                return self.0.borrow().clone();
-            }
-            sleep(10).await;
-        }
-        panic!("waited for {n} events, got {}", self.len());
-    }
-
-    fn take(&self) -> Vec<JsValue> {
-        std::mem::take(&mut *self.0.borrow_mut())
-    }
 }
 
 /// Sends a signed OpenAPI request; returns the HTTP status and the response body.
