@@ -15,16 +15,45 @@
 //!
 //! # Presence
 //!
-//! Each node writes what it hosts into hashes of its own, all expiring after the cluster TTL
-//! unless the node's heartbeat (every third of the TTL) renews them, so a crashed node's users
-//! vanish on their own:
+//! Each node writes what it hosts into keys of its own, all expiring unless the node's
+//! heartbeat (every third of the TTL) renews them, so a crashed node's users vanish on their
+//! own:
 //!
-//! * `rtm:nodes` (set of node ids) and `rtm:node:{node}` (the node's liveness key);
-//! * `rtm:{app}:logins:{node}`: user → session id;
-//! * `rtm:{app}:room:{room}:{node}`: member → the `extra` of its join.
+//! * `rtm:nodes` (set of node ids) and `rtm:node:{node}` (the node's liveness key, expiring
+//!   after the TTL: a node is live while it exists);
+//! * `rtm:{app}:logins:{node}`: user → session id (expiring after the TTL);
+//! * `rtm:{app}:room:{room}:{node}`: member → the `extra` of its join, and
+//!   `rtm:noderooms:{node}`, the index of the node's rooms (a sorted set of `{app}:{room}`,
+//!   scores 0); these expire after three times the TTL, so that they outlive the liveness key.
 //!
-//! Lookups (`PeerStatus`, the `NO_RECEIVER` check of a user message) walk the live nodes in
-//! one Lua script. They need a single Redis server (or a primary), not Redis Cluster.
+//! Lookups (`PeerStatus`, the `NO_RECEIVER` check of a user message, the members on other
+//! nodes told to a joiner) walk the live nodes in one Lua script. They need a single Redis
+//! server (or a primary), not Redis Cluster.
+//!
+//! # Dead nodes
+//!
+//! Every third of the TTL each node runs a Lua script, [`REAP_SCRIPT`], that finds the nodes
+//! in `rtm:nodes` whose liveness key expired. For each room in such a node's index it reads
+//! the room key, publishes on the room's channel a `Left` message with reason DROPPED, in the
+//! dead node's name, for every member that is not in that room on a live node (a user who came
+//! back elsewhere and joined again is not reported), and deletes the key and the index entry;
+//! at most [`REAP_ROOMS`] rooms per call, called again until done. A node whose index is
+//! empty leaves `rtm:nodes` and gets a tombstone, `rtm:reaped:{node}`. As the script is atomic
+//! and deletes what it reported, each member is reported once in the cluster; each node with
+//! members in the room delivers it to them ([`crate::hub::App::cluster_left`], which skips a
+//! user who is a member on that node). A rejoin after the report publishes its `Joined`
+//! after it, so the members see "left" then "joined". A crashed node's members are thus
+//! reported between one and one and a third TTLs after its last heartbeat.
+//!
+//! Two cases the others cannot see:
+//!
+//! * A node restarted under the same id before its liveness key expired reports, on its
+//!   first connection, the members its previous run left in Redis (the same script in `self`
+//!   mode), except users that already joined the same room on it again.
+//! * A node taken for dead that was only stalled or cut off from Redis finds its keys gone at
+//!   its next heartbeat (or reconnection), rewrites them and, seeing its tombstone, publishes
+//!   a `Joined` for each of its members not in that room on another node, so the others see
+//!   them come back.
 //!
 //! # Losing Redis
 //!
@@ -57,6 +86,18 @@ const PUBLISH_QUEUE: usize = 65_536;
 const PUBLISH_BATCH: usize = 512;
 /// Channels per SUBSCRIBE command when resubscribing.
 const SUBSCRIBE_CHUNK: usize = 1000;
+/// Rooms of a dead node handled per call of [`REAP_SCRIPT`] (keeps each call short).
+const REAP_ROOMS: usize = 64;
+/// Calls of [`REAP_SCRIPT`] per round; whatever is left waits for the next round.
+const REAP_CALLS: usize = 1000;
+/// Room keys and the room index outlive the liveness key by this factor of the TTL, so the
+/// node that finds a dead node can still read who was where.
+const ROOMS_TTL_FACTOR: u32 = 3;
+/// How long the tombstone of a forgotten node lasts (ms): a node back within this time
+/// announces its room members again.
+const REAPED_TTL_MS: u64 = 3_600_000;
+/// Rooms per pipeline when a node back from the dead announces its members.
+const ANNOUNCE_CHUNK: usize = 256;
 
 /// The set of node ids.
 const NODES_KEY: &str = "rtm:nodes";
@@ -70,11 +111,12 @@ end
 return false
 ";
 
-/// Publishes ARGV[4] on channel ARGV[5] when user ARGV[3] is in room ARGV[2] of app ARGV[1]
-/// on some node; returns 1 if so.
+/// Publishes `ARGV[4]` on channel `ARGV[5]` when user `ARGV[3]` is in room `ARGV[2]` of app
+/// `ARGV[1]` on some live node; returns 1 if so.
 const ROOM_USER_SCRIPT: &str = r"
 for _, n in ipairs(redis.call('SMEMBERS', 'rtm:nodes')) do
-  if redis.call('HEXISTS', 'rtm:' .. ARGV[1] .. ':room:' .. ARGV[2] .. ':' .. n, ARGV[3]) == 1 then
+  if redis.call('HEXISTS', 'rtm:' .. ARGV[1] .. ':room:' .. ARGV[2] .. ':' .. n, ARGV[3]) == 1
+    and redis.call('EXISTS', 'rtm:node:' .. n) == 1 then
     redis.call('PUBLISH', ARGV[5], ARGV[4])
     return 1
   end
@@ -82,12 +124,12 @@ end
 return 0
 ";
 
-/// The members of room ARGV[2] of app ARGV[1] on nodes other than ARGV[3], as a flat list of
-/// user, extra, user, extra...
+/// The members of room `ARGV[2]` of app `ARGV[1]` on live nodes other than `ARGV[3]`, as a
+/// flat list of user, extra, user, extra...
 const MEMBERS_SCRIPT: &str = r"
 local out = {}
 for _, n in ipairs(redis.call('SMEMBERS', 'rtm:nodes')) do
-  if n ~= ARGV[3] then
+  if n ~= ARGV[3] and redis.call('EXISTS', 'rtm:node:' .. n) == 1 then
     local h = redis.call('HGETALL', 'rtm:' .. ARGV[1] .. ':room:' .. ARGV[2] .. ':' .. n)
     for i = 1, #h do out[#out + 1] = h[i] end
   end
@@ -95,16 +137,107 @@ end
 return out
 ";
 
-/// Forgets nodes whose liveness key has expired; returns how many.
-const PRUNE_SCRIPT: &str = r"
-local gone = 0
+/// Reaps dead nodes. For each room in a dead node's index (at most `ARGV[1]` rooms per call),
+/// publishes a `Left` message (reason DROPPED, from the dead node) on the room's channel for
+/// every member the dead node had there that is not in that room on a live node, then deletes
+/// the room key. A dead node whose index is empty is removed from `rtm:nodes`.
+///
+/// `ARGV[2]` is the calling node. With `ARGV[3]` = `other`, the dead nodes are the other nodes
+/// whose liveness key is gone, and a forgotten node gets a tombstone `rtm:reaped:{node}`
+/// expiring after `ARGV[4]` ms (should it come back, it announces its members again); with
+/// `ARGV[3]` = `self`, the dead node is the caller's previous run (a restart under the same
+/// node id), and `ARGV[5..]` list the `{app}:{room}\n{user}` memberships the caller holds
+/// already (not reported).
+///
+/// Returns {nodes forgotten, members reported, 1 if work is left for another call}.
+const REAP_SCRIPT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local function s(x)
+  if #x > 65535 then x = string.sub(x, 1, 65535) end
+  return string.char(math.floor(#x / 256), #x % 256) .. x
+end
+local budget = tonumber(ARGV[1])
+local me = ARGV[2]
+local own = ARGV[3] == 'self'
+local keep = {}
+if own then
+  for i = 5, #ARGV do keep[ARGV[i]] = true end
+end
+local live, dead = {}, {}
 for _, n in ipairs(redis.call('SMEMBERS', 'rtm:nodes')) do
-  if redis.call('EXISTS', 'rtm:node:' .. n) == 0 then
-    redis.call('SREM', 'rtm:nodes', n)
+  if n ~= me then
+    if redis.call('EXISTS', 'rtm:node:' .. n) == 1 then
+      live[#live + 1] = n
+    elseif not own then
+      dead[#dead + 1] = n
+    end
+  end
+end
+if own then dead = {me} end
+local gone, told, more = 0, 0, 0
+for _, d in ipairs(dead) do
+  local idx = 'rtm:noderooms:' .. d
+  if budget > 0 then
+    local rooms = redis.call('ZRANGE', idx, 0, budget - 1)
+    budget = budget - #rooms
+    for _, ar in ipairs(rooms) do
+      redis.call('ZREM', idx, ar)
+      local app, room = string.match(ar, '^(.*):([^:]*)$')
+      if app then
+        local key = 'rtm:' .. app .. ':room:' .. room .. ':' .. d
+        local h = redis.call('HGETALL', key)
+        redis.call('DEL', key)
+        for i = 1, #h, 2 do
+          local user = h[i]
+          local back = keep[ar .. '\n' .. user] or false
+          for _, n in ipairs(live) do
+            if back then break end
+            back = redis.call('HEXISTS', 'rtm:' .. app .. ':room:' .. room .. ':' .. n, user) == 1
+          end
+          if not back then
+            redis.call('PUBLISH', 'rtm:' .. app .. ':r:' .. room,
+              string.char(4) .. s(d) .. s(user) .. s(h[i + 1]) .. string.char(1))
+            told = told + 1
+          end
+        end
+      end
+    end
+  end
+  if redis.call('EXISTS', idx) == 1 then
+    more = 1
+  elseif not own then
+    redis.call('SREM', 'rtm:nodes', d)
+    redis.call('SET', 'rtm:reaped:' .. d, '1', 'PX', ARGV[4])
     gone = gone + 1
   end
 end
-return gone
+return {gone, told, more}
+";
+
+/// For a node that was taken for dead but is back: publishes on the channel of room
+/// `ARGV[2]` of app `ARGV[1]` each `Joined` message `ARGV[i + 1]` (i = 4, 6, ...) whose user
+/// `ARGV[i]` is not in that room on a live node other than `ARGV[3]`. Returns how many it
+/// published.
+const ANNOUNCE_SCRIPT: &str = r"
+local live = {}
+for _, n in ipairs(redis.call('SMEMBERS', 'rtm:nodes')) do
+  if n ~= ARGV[3] and redis.call('EXISTS', 'rtm:node:' .. n) == 1 then live[#live + 1] = n end
+end
+local told = 0
+for i = 4, #ARGV, 2 do
+  local elsewhere = false
+  for _, n in ipairs(live) do
+    if redis.call('HEXISTS', 'rtm:' .. ARGV[1] .. ':room:' .. ARGV[2] .. ':' .. n, ARGV[i]) == 1 then
+      elsewhere = true
+      break
+    end
+  end
+  if not elsewhere then
+    redis.call('PUBLISH', 'rtm:' .. ARGV[1] .. ':r:' .. ARGV[2], ARGV[i + 1])
+    told = told + 1
+  end
+end
+return told
 ";
 
 /// The channel of a logged-in user.
@@ -127,6 +260,20 @@ fn room_key(app: &str, room: &str, node: &str) -> String {
 
 fn node_key(node: &str) -> String {
     format!("rtm:node:{node}")
+}
+
+/// The index of a node's room keys: a sorted set (all scores 0) of `{app}:{room}`.
+fn rooms_index_key(node: &str) -> String {
+    format!("rtm:noderooms:{node}")
+}
+
+/// Set when other nodes forgot `node` (it stopped renewing its liveness key).
+fn reaped_key(node: &str) -> String {
+    format!("rtm:reaped:{node}")
+}
+
+fn rooms_index_member(app: &str, room: &str) -> String {
+    format!("{app}:{room}")
 }
 
 /// A channel name split into (app, kind `u` or `r`, id). Ids never contain `:`.
@@ -171,6 +318,7 @@ enum Wire<'a> {
 const W_PUSH: u8 = 1;
 const W_TAKEN: u8 = 2;
 const W_JOINED: u8 = 3;
+/// Also written by [`REAP_SCRIPT`], which encodes `Left` messages (reason 1) itself.
 const W_LEFT: u8 = 4;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -417,8 +565,10 @@ pub(crate) fn start(
         link: None,
         generation: 0,
         failures: 0,
+        fresh: true,
     };
-    tokio::spawn(manager.run(events_rx));
+    let reaper = tokio::spawn(reaper(cmd.clone(), node.clone(), ttl, up.clone()));
+    tokio::spawn(manager.run(events_rx, reaper));
     tracing::info!(node = %node, ttl_ms = ttl.as_millis() as u64, "cluster mode on Redis");
     Ok(Arc::new(Cluster {
         node,
@@ -665,6 +815,9 @@ struct Manager {
     generation: u64,
     /// Consecutive failed connection attempts.
     failures: u32,
+    /// No connection has succeeded yet: a previous run under the same node id may have left
+    /// presence behind.
+    fresh: bool,
 }
 
 type Res<T> = Result<T, String>;
@@ -681,7 +834,11 @@ async fn timed<T>(
 }
 
 impl Manager {
-    async fn run(mut self, mut events: mpsc::UnboundedReceiver<Event>) {
+    async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        reaper: tokio::task::JoinHandle<()>,
+    ) {
         let (lost_tx, mut lost) = mpsc::unbounded_channel::<u64>();
         let mut heartbeat = tokio::time::interval((self.ttl / 3).max(Duration::from_millis(50)));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -725,6 +882,7 @@ impl Manager {
                 }
             }
         }
+        reaper.abort();
         if let Some(l) = self.link.take() {
             l.reader.abort();
         }
@@ -780,6 +938,10 @@ impl Manager {
             }
         }
         self.link = Some(Link { sink, reader });
+        if self.fresh {
+            self.reap_previous_run().await?;
+            self.fresh = false;
+        }
         self.rewrite_presence().await?;
         let again = self.failures > 0 || self.generation > 1;
         self.failures = 0;
@@ -808,6 +970,30 @@ impl Manager {
         self.ttl.as_millis() as u64
     }
 
+    /// The expiry of room keys and of the room index.
+    fn rooms_ttl_ms(&self) -> u64 {
+        (self.ttl * ROOMS_TTL_FACTOR).as_millis() as u64
+    }
+
+    /// Reports the members a previous run of this node id left in Redis (a crash and a
+    /// restart within the TTL, which the other nodes cannot notice) as dropped, except those
+    /// this run holds already.
+    async fn reap_previous_run(&self) -> Res<()> {
+        let keep: Vec<String> = self
+            .rooms
+            .iter()
+            .flat_map(|((app, room), members)| {
+                let m = rooms_index_member(app, room);
+                members.keys().map(move |u| format!("{m}\n{u}"))
+            })
+            .collect();
+        let (_, told) = reap(&mut self.cmd.clone(), &self.node, Some(&keep)).await?;
+        if told > 0 {
+            tracing::info!(node = %self.node, members = told, "reported the members of this node's previous run as dropped");
+        }
+        Ok(())
+    }
+
     /// Rewrites every presence key of this node from the local state.
     async fn rewrite_presence(&mut self) -> Res<()> {
         let ttl = self.ttl_ms();
@@ -832,6 +1018,9 @@ impl Manager {
                 pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
             }
         }
+        let rooms_ttl = self.rooms_ttl_ms();
+        let index = rooms_index_key(&self.node);
+        pipe.cmd("DEL").arg(&index).ignore();
         for ((app, room), members) in &self.rooms {
             let key = room_key(app, room, &self.node);
             pipe.cmd("DEL").arg(&key).ignore();
@@ -841,14 +1030,63 @@ impl Manager {
                 c.arg(u).arg(extra);
             }
             pipe.add_command(c).ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(rooms_ttl).ignore();
+            pipe.cmd("ZADD")
+                .arg(&index)
+                .arg(0)
+                .arg(rooms_index_member(app, room))
+                .ignore();
         }
+        if !self.rooms.is_empty() {
+            pipe.cmd("PEXPIRE").arg(&index).arg(rooms_ttl).ignore();
+        }
+        pipe.cmd("DEL").arg(reaped_key(&self.node));
         let mut cmd = self.cmd.clone();
-        timed("presence", pipe.query_async::<()>(&mut cmd)).await
+        let (reaped,): (i64,) = timed("presence", pipe.query_async(&mut cmd)).await?;
+        if reaped > 0 {
+            self.announce_members().await?;
+        }
+        Ok(())
+    }
+
+    /// After other nodes took this node for dead (and reported its room members as
+    /// dropped): tells them its members are there, except those now in the same room on
+    /// another node.
+    async fn announce_members(&self) -> Res<()> {
+        let rooms: Vec<_> = self.rooms.iter().collect();
+        let mut told = 0;
+        for chunk in rooms.chunks(ANNOUNCE_CHUNK) {
+            let mut pipe = redis::pipe();
+            for ((app, room), members) in chunk {
+                let c = pipe
+                    .cmd("EVAL")
+                    .arg(ANNOUNCE_SCRIPT)
+                    .arg(0)
+                    .arg(&**app)
+                    .arg(room)
+                    .arg(&*self.node);
+                for (user, extra) in *members {
+                    let joined = Wire::Joined {
+                        node: &self.node,
+                        user,
+                        extra,
+                    }
+                    .encode();
+                    c.arg(user).arg(&joined[..]);
+                }
+            }
+            let mut cmd = self.cmd.clone();
+            let n: Vec<i64> = timed("announce", pipe.query_async(&mut cmd)).await?;
+            told += n.iter().sum::<i64>();
+        }
+        if told > 0 {
+            tracing::warn!(node = %self.node, members = told, "other nodes took this node for dead; announced its room members again");
+        }
+        Ok(())
     }
 
     /// Renews this node's keys; rewrites them when Redis lost some (a restart without
-    /// persistence); forgets dead nodes; checks the subscriber connection.
+    /// persistence, or other nodes took this node for dead); checks the subscriber connection.
     async fn heartbeat(&mut self) -> Res<()> {
         let ttl = self.ttl_ms();
         let mut pipe = redis::pipe();
@@ -866,19 +1104,20 @@ impl Manager {
                     .arg(ttl);
             }
         }
+        let rooms_ttl = self.rooms_ttl_ms();
         for (app, room) in self.rooms.keys() {
             pipe.cmd("PEXPIRE")
                 .arg(room_key(app, room, &self.node))
-                .arg(ttl);
+                .arg(rooms_ttl);
         }
-        pipe.cmd("EVAL").arg(PRUNE_SCRIPT).arg(0);
+        if !self.rooms.is_empty() {
+            pipe.cmd("PEXPIRE")
+                .arg(rooms_index_key(&self.node))
+                .arg(rooms_ttl);
+        }
         let mut cmd = self.cmd.clone();
         let renewed: Vec<i64> = timed("heartbeat", pipe.query_async(&mut cmd)).await?;
-        let gone = renewed.last().copied().unwrap_or(0);
-        if gone > 0 {
-            tracing::info!(node = %self.node, nodes = gone, "forgot nodes whose heartbeat stopped");
-        }
-        if renewed[..renewed.len().saturating_sub(1)].contains(&0) {
+        if renewed.contains(&0) {
             tracing::warn!(node = %self.node, "presence keys missing in Redis; rewriting them");
             self.rewrite_presence().await?;
         }
@@ -980,9 +1219,17 @@ impl Manager {
                     extra: &extra,
                 }
                 .encode();
+                let rooms_ttl = self.rooms_ttl_ms();
+                let index = rooms_index_key(&self.node);
                 let mut pipe = redis::pipe();
                 pipe.cmd("HSET").arg(&key).arg(&user).arg(&extra).ignore();
-                pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+                pipe.cmd("PEXPIRE").arg(&key).arg(rooms_ttl).ignore();
+                pipe.cmd("ZADD")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(rooms_index_member(&app, &room))
+                    .ignore();
+                pipe.cmd("PEXPIRE").arg(&index).arg(rooms_ttl).ignore();
                 pipe.cmd("PUBLISH")
                     .arg(room_channel(&app, &room))
                     .arg(&joined[..])
@@ -1019,7 +1266,8 @@ impl Manager {
                 if members.remove(&user).is_none() {
                     return Ok(());
                 }
-                if members.is_empty() {
+                let emptied = members.is_empty();
+                if emptied {
                     self.rooms.remove(&k);
                     self.unsubscribe(room_channel(&app, &room)).await?;
                 }
@@ -1028,6 +1276,12 @@ impl Manager {
                     .arg(room_key(&app, &room, &self.node))
                     .arg(&user)
                     .ignore();
+                if emptied {
+                    pipe.cmd("ZREM")
+                        .arg(rooms_index_key(&self.node))
+                        .arg(rooms_index_member(&app, &room))
+                        .ignore();
+                }
                 if let Some(reason) = reason {
                     let left = Wire::Left {
                         node: &self.node,
@@ -1064,10 +1318,54 @@ impl Manager {
                 .arg(room_key(app, room, &self.node))
                 .ignore();
         }
+        pipe.cmd("DEL").arg(rooms_index_key(&self.node)).ignore();
+        pipe.cmd("DEL").arg(reaped_key(&self.node)).ignore();
         pipe.cmd("DEL").arg(node_key(&self.node)).ignore();
         pipe.cmd("SREM").arg(NODES_KEY).arg(&*self.node).ignore();
         if let Err(e) = self.run_pipe("shutdown", pipe).await {
             tracing::warn!(node = %self.node, error = %e, "could not remove this node's presence");
+        }
+    }
+}
+
+/// Runs [`REAP_SCRIPT`] until it has nothing left (at most [`REAP_CALLS`] times): for the
+/// other nodes whose liveness expired, or with `keep` for the previous run of `node`.
+/// Returns (nodes forgotten, members reported as dropped).
+async fn reap(cmd: &mut ConnectionManager, node: &str, keep: Option<&[String]>) -> Res<(i64, i64)> {
+    let (mut gone, mut told) = (0, 0);
+    for _ in 0..REAP_CALLS {
+        let mut c = redis::cmd("EVAL");
+        c.arg(REAP_SCRIPT).arg(0).arg(REAP_ROOMS).arg(node);
+        match keep {
+            Some(keep) => c.arg("self").arg(REAPED_TTL_MS).arg(keep),
+            None => c.arg("other").arg(REAPED_TTL_MS),
+        };
+        let (g, t, more): (i64, i64, i64) = timed("reap", c.query_async(cmd)).await?;
+        gone += g;
+        told += t;
+        if more == 0 {
+            break;
+        }
+    }
+    Ok((gone, told))
+}
+
+/// Every third of the TTL (while connected): forgets the nodes whose liveness expired and
+/// reports their room members as dropped to the other nodes.
+async fn reaper(mut cmd: ConnectionManager, node: Arc<str>, ttl: Duration, up: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval((ttl / 3).max(Duration::from_millis(50)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !up.load(Ordering::Relaxed) {
+            continue;
+        }
+        match reap(&mut cmd, &node, None).await {
+            Ok((gone, told)) if gone > 0 || told > 0 => {
+                tracing::info!(node = %node, nodes = gone, members = told, "forgot nodes whose heartbeat stopped; their room members reported as dropped");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(node = %node, error = %e, "reaping dead nodes failed"),
         }
     }
 }

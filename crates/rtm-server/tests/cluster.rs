@@ -1,6 +1,7 @@
 //! Several `rtm-server` processes on one real `redis-server` (Debian's, on loopback): pushes
 //! and peer messages across nodes, duplicate login and join across nodes, presence, a killed
-//! node, a Redis restart, and `/metrics`.
+//! node (its room members reported dropped), a node restarted under its id, a stalled node,
+//! a Redis restart, and `/metrics`.
 //!
 //! Needs `redis-server` on PATH: without it these tests fail (they do not pass silently).
 
@@ -175,6 +176,16 @@ impl Node {
 
     fn logged(&self, text: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// SIGSTOP or SIGCONT: a node that stalls (long enough to be taken for dead) and resumes.
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig}");
     }
 
     /// SIGKILL: no goodbye to Redis, as in a crash.
@@ -559,6 +570,197 @@ async fn killed_node_users_reconnect_elsewhere_and_its_presence_expires() {
         .assert_ok();
     assert_eq!(next_push(&mut alice).await.3, "welcome back");
     assert_eq!(peer_status(&mut watcher, "alice").await, 1);
+}
+
+/// The Member frames about `user` that `c` receives until nothing arrives for `quiet`, as
+/// (joined, reason).
+async fn member_frames(c: &mut Client, user: &str, quiet: Duration) -> Vec<(bool, u8)> {
+    let mut out = Vec::new();
+    while let Ok(g) = tokio::time::timeout(quiet, c.next_any()).await {
+        match g {
+            Got::Member {
+                user: u,
+                joined,
+                reason,
+                ..
+            } if u == user => out.push((joined, reason)),
+            Got::Closed(code) => panic!("closed ({code:?}) while waiting for members"),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Waits (generously) for the next Member frame about `user` on `c`.
+async fn next_member(c: &mut Client, user: &str) -> (bool, u8) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Polling in short slices: the helper's own wait panics after a few seconds.
+        match tokio::time::timeout(left.min(Duration::from_secs(1)), c.next_any()).await {
+            Ok(Got::Member {
+                user: u,
+                joined,
+                reason,
+                ..
+            }) if u == user => return (joined, reason),
+            Ok(Got::Closed(code)) => panic!("closed ({code:?}) while waiting for {user}"),
+            Ok(_) => {}
+            Err(_) => assert!(
+                Instant::now() < deadline,
+                "no Member frame about {user} in time"
+            ),
+        }
+    }
+}
+
+/// Whether Redis still lists `node` among the nodes (a dead node leaves once reaped).
+async fn node_listed(redis: &Redis, node: &str) -> bool {
+    let mut c = redis.conn().await.expect("redis connection");
+    redis::cmd("SISMEMBER")
+        .arg("rtm:nodes")
+        .arg(node)
+        .query_async::<bool>(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_room_members_leave_as_dropped() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+
+    let mut alice = a.client().await;
+    assert_eq!(alice.join("room", "alice").await, 0);
+    wait_member(&redis, &a, "room", "alice").await;
+    let mut bob = b.client().await;
+    assert_eq!(bob.join("room", "bob").await, 0);
+    wait_member(&redis, &b, "room", "bob").await;
+    assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
+
+    b.kill();
+    while !matches!(bob.next_any().await, Got::Closed(_)) {}
+    // Once node b's liveness expires, node a tells alice that bob dropped (reason 1).
+    assert_eq!(next_member(&mut alice, "bob").await, (false, 1));
+    // Once only, although node a keeps reaping.
+    wait_for("node b is forgotten", || async {
+        !node_listed(&redis, "b").await
+    })
+    .await;
+    alice
+        .expect_silence(Duration::from_millis(TTL_MS * 2))
+        .await;
+    // Its room key is gone with it.
+    assert!(!redis_exists(&redis, &format!("rtm:{APP}:room:room:b")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_restarted_under_its_id_reports_its_old_members_dropped() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+
+    let mut alice = a.client().await;
+    assert_eq!(alice.join("room", "alice").await, 0);
+    wait_member(&redis, &a, "room", "alice").await;
+    let mut bob = b.client().await;
+    assert_eq!(bob.join("room", "bob").await, 0);
+    wait_member(&redis, &b, "room", "bob").await;
+    assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
+
+    // Node b crashes and comes back at once under the same id, likely before its liveness
+    // expires (then nobody else can tell it died): one of the two reports bob dropped.
+    b.kill();
+    while !matches!(bob.next_any().await, Got::Closed(_)) {}
+    let _b = Node::start(&redis, "b").await;
+    assert_eq!(next_member(&mut alice, "bob").await, (false, 1));
+    alice
+        .expect_silence(Duration::from_millis(TTL_MS * 2))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_node_taken_for_dead_announces_its_members_again() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+
+    let mut alice = a.client().await;
+    assert_eq!(alice.join("room", "alice").await, 0);
+    wait_member(&redis, &a, "room", "alice").await;
+    let mut bob = b.client().await;
+    assert_eq!(bob.join("room", "bob").await, 0);
+    wait_member(&redis, &b, "room", "bob").await;
+    assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
+
+    b.signal("-STOP");
+    assert_eq!(next_member(&mut alice, "bob").await, (false, 1));
+    b.signal("-CONT");
+    // Back: node b finds its presence gone, rewrites it and says bob is there.
+    assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
+    wait_member(&redis, &b, "room", "bob").await;
+    assert!(node_listed(&redis, "b").await);
+    assert_eq!(
+        send_user(&mut bob, "room", "alice", "still here").await,
+        0,
+        "bob's session on node b lives on"
+    );
+    assert_eq!(next_push(&mut alice).await.3, "still here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_back_on_a_live_node_is_not_reported_dropped() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+    let c = Node::start(&redis, "c").await;
+
+    let mut alice = a.client().await;
+    assert_eq!(alice.join("room", "alice").await, 0);
+    wait_member(&redis, &a, "room", "alice").await;
+    let mut carol = c.client().await;
+    assert_eq!(carol.join("room", "carol").await, 0);
+    wait_member(&redis, &c, "room", "carol").await;
+    let mut bob = b.client().await;
+    assert_eq!(bob.join("room", "bob").await, 0);
+    wait_member(&redis, &b, "room", "bob").await;
+    assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
+    assert_eq!(next_member(&mut carol, "bob").await, (true, 0));
+
+    // Node b dies; bob reconnects to node a and joins again, before or after node b is found
+    // dead.
+    b.kill();
+    while !matches!(bob.next_any().await, Got::Closed(_)) {}
+    let mut bob = a.client().await;
+    assert_eq!(bob.join("room", "bob").await, 0);
+    wait_member(&redis, &a, "room", "bob").await;
+    wait_for("node b is forgotten", || async {
+        !node_listed(&redis, "b").await
+    })
+    .await;
+
+    // Whatever the order, bob ends up in the room for both: a "left" only before the new
+    // "joined", never after it.
+    let quiet = Duration::from_millis(TTL_MS);
+    for (who, frames) in [
+        ("alice", member_frames(&mut alice, "bob", quiet).await),
+        ("carol", member_frames(&mut carol, "bob", quiet).await),
+    ] {
+        assert!(
+            frames == [(true, 0)] || frames == [(false, 1), (true, 0)],
+            "{who} saw {frames:?} about bob"
+        );
+    }
+}
+
+async fn redis_exists(redis: &Redis, key: &str) -> bool {
+    let mut c = redis.conn().await.expect("redis connection");
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<bool>(&mut c)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
