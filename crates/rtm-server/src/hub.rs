@@ -12,11 +12,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rtm_protocol::frame::{encode_push_body, encode_server, Push, PushKind, ServerFrame};
-use tokio::sync::mpsc;
 
 use crate::cluster::{Cluster, Event};
 use crate::config::{AppConfig, Config};
+use crate::inbox::Inbox;
 use crate::metrics::Metrics;
+use crate::resume::Takeover;
 
 /// Identifies one WebSocket session for the lifetime of the server.
 pub(crate) type SessionId = u64;
@@ -39,8 +40,7 @@ pub(crate) enum Outbound {
     Push(Bytes),
 }
 
-/// Events that change a session's own state, sent on an unbounded queue (they are rare).
-#[derive(Debug)]
+/// Events that change a session's own state (rare, so never refused for space).
 pub(crate) enum Control {
     /// The same user logged in on another connection.
     LoginTaken,
@@ -48,38 +48,31 @@ pub(crate) enum Control {
     RoomTaken(String),
     /// The session's outbound queue overflowed.
     Overflow,
+    /// A new connection asks to become this session (a resume).
+    Takeover(Box<Takeover>),
 }
 
-/// The sending side of a session, held by the hub.
+/// The sending side of a session, held by the hub: its id and its [`Inbox`].
 #[derive(Debug, Clone)]
 pub(crate) struct SessionHandle {
     pub(crate) id: SessionId,
-    tx: mpsc::Sender<Outbound>,
-    ctl: mpsc::UnboundedSender<Control>,
+    inbox: Arc<Inbox>,
 }
 
 impl SessionHandle {
+    /// The session's inbox, read by its task.
+    pub(crate) fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
     /// Queues `out` without waiting. A full queue disconnects the session (slow consumer).
     pub(crate) fn deliver(&self, out: Outbound) -> bool {
-        match self.tx.try_send(out) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = self.ctl.send(Control::Overflow);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        self.inbox.push(out).is_ok()
     }
 
     fn control(&self, c: Control) {
-        let _ = self.ctl.send(c);
+        let _ = self.inbox.control(c);
     }
-}
-
-/// The receiving side of a session's queues.
-pub(crate) struct SessionQueues {
-    pub(crate) rx: mpsc::Receiver<Outbound>,
-    pub(crate) ctl: mpsc::UnboundedReceiver<Control>,
 }
 
 struct Member {
@@ -647,19 +640,12 @@ impl Hub {
         self.key(access_key).map(|(_, sk)| sk.as_str())
     }
 
-    /// A new session handle and the queues its task reads.
-    pub(crate) fn new_session(&self) -> (SessionHandle, SessionQueues) {
-        let (tx, rx) = mpsc::channel(self.inner.session_queue);
-        let (ctl_tx, ctl) = mpsc::unbounded_channel();
-        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
-        (
-            SessionHandle {
-                id,
-                tx,
-                ctl: ctl_tx,
-            },
-            SessionQueues { rx, ctl },
-        )
+    /// A new session handle; the session task reads its inbox.
+    pub(crate) fn new_session(&self) -> SessionHandle {
+        SessionHandle {
+            id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
+            inbox: Arc::new(Inbox::new(self.inner.session_queue)),
+        }
     }
 
     /// A fresh per-connection budget for user and room messages.

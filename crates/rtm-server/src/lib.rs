@@ -35,6 +35,7 @@ pub mod callback;
 mod cluster;
 mod config;
 mod hub;
+mod inbox;
 mod metrics;
 pub mod openapi;
 mod relay;

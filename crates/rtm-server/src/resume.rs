@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::WebSocket;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::inbox::Inbox;
 
 /// The opaque key of a session, sent in its Welcome frame.
 pub(crate) type SessionKey = [u8; 16];
@@ -23,9 +25,8 @@ pub(crate) struct Takeover {
     pub(crate) back: oneshot::Sender<WebSocket>,
 }
 
-/// Where to reach a session: its app, and its queue of takeovers (boxed: tokio allocates a
-/// channel's first block of 32 slots up front, and a `Takeover` holds a whole `WebSocket`).
-type Entry = (String, mpsc::Sender<Box<Takeover>>);
+/// Where to reach a session: its app, and its inbox (takeovers are control events).
+type Entry = (String, Arc<Inbox>);
 
 /// The sessions that can be resumed, by key. Cheap to clone.
 #[derive(Clone, Default)]
@@ -39,8 +40,8 @@ impl Resumes {
     }
 
     /// Makes the session `key` of `app_id` reachable.
-    pub(crate) fn register(&self, key: SessionKey, app_id: &str, tx: mpsc::Sender<Box<Takeover>>) {
-        self.lock().insert(key, (app_id.to_owned(), tx));
+    pub(crate) fn register(&self, key: SessionKey, app_id: &str, inbox: Arc<Inbox>) {
+        self.lock().insert(key, (app_id.to_owned(), inbox));
     }
 
     /// Forgets the session `key`.
@@ -49,11 +50,11 @@ impl Resumes {
     }
 
     /// The session of `app_id` with this key.
-    pub(crate) fn find(&self, key: &[u8], app_id: &str) -> Option<mpsc::Sender<Box<Takeover>>> {
+    pub(crate) fn find(&self, key: &[u8], app_id: &str) -> Option<Arc<Inbox>> {
         let key: SessionKey = key.try_into().ok()?;
         let map = self.lock();
-        let (app, tx) = map.get(&key)?;
-        (app == app_id).then(|| tx.clone())
+        let (app, inbox) = map.get(&key)?;
+        (app == app_id).then(|| inbox.clone())
     }
 
     /// How many sessions are registered.
@@ -214,8 +215,7 @@ mod tests {
     #[test]
     fn registry_is_per_app() {
         let r = Resumes::default();
-        let (tx, _rx) = mpsc::channel(1);
-        r.register([1; 16], "app", tx);
+        r.register([1; 16], "app", Arc::new(Inbox::new(1)));
         assert!(r.find(&[1; 16], "app").is_some());
         assert!(r.find(&[1; 16], "other").is_none());
         assert!(r.find(&[1; 15], "app").is_none());

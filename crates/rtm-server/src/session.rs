@@ -7,7 +7,7 @@
 //! whose first request is `Resume` with the session's key hands its socket to this task
 //! ([`Takeover`]), which replays the pushes the client missed and carries on.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -26,9 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::hub::{
-    push_body, App, Control, Hub, LeaveReason, Outbound, RateLimiter, SessionHandle, SessionQueues,
-};
+use crate::hub::{push_body, App, Control, Hub, LeaveReason, Outbound, RateLimiter, SessionHandle};
+use crate::inbox::{Inbox, Received};
 use crate::relay::{PendingQueue, Relays, SessionRelay};
 use crate::resume::{ReplayRing, ReplyCache, Resumes, SessionKey, Takeover};
 
@@ -182,11 +181,11 @@ pub(crate) async fn run_unknown_app(mut socket: WebSocket, app_id: String, env: 
 /// Runs one session until the client leaves, the server ends it, its resume window expires,
 /// or the server shuts down.
 pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
-    let (handle, queues) = env.hub.new_session();
+    let handle = env.hub.new_session();
+    let inbox = handle.inbox().clone();
     let key: SessionKey = rand::random();
-    let (takeover_tx, mut takeovers) = mpsc::channel::<Box<Takeover>>(1);
     let app_id = app.config.app_id.clone();
-    env.resumes.register(key, &app_id, takeover_tx);
+    env.resumes.register(key, &app_id, inbox.clone());
     let limits = env.limits;
     let mut s = Session {
         app,
@@ -214,6 +213,7 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
         last_rx: Instant::now(),
         last_ping: Instant::now(),
         members_after_reply: Vec::new(),
+        pending: VecDeque::new(),
     };
     tracing::debug!(session = s.handle.id, app = %app_id, "session open");
     let welcome = Bytes::from(encode_server(&ServerFrame::Welcome {
@@ -223,18 +223,13 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
     }));
     let exit = match s.write(welcome).await {
         Flow::Continue => {
-            s.drive(
-                queues,
-                &mut takeovers,
-                env.shutdown.clone(),
-                env.auth_timeout,
-            )
-            .await
+            s.drive(&inbox, env.shutdown.clone(), env.auth_timeout)
+                .await
         }
         _ => Exit::Ended,
     };
     env.resumes.unregister(&key);
-    takeovers.close();
+    let left = inbox.close();
     if !matches!(exit, Exit::Handed) {
         s.cleanup();
     }
@@ -242,8 +237,10 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
     if let Exit::Refused(t) = exit {
         let _ = t.back.send(t.socket);
     }
-    while let Ok(t) = takeovers.try_recv() {
-        let _ = t.back.send(t.socket);
+    for c in left {
+        if let Control::Takeover(t) = c {
+            let _ = t.back.send(t.socket);
+        }
     }
     tracing::debug!(session = s.handle.id, "session ended");
 }
@@ -293,6 +290,8 @@ struct Session {
     last_ping: Instant,
     /// Member frames of a first Join, written right after its reply.
     members_after_reply: Vec<Bytes>,
+    /// Frames taken from the inbox and not yet written.
+    pending: VecDeque<Outbound>,
 }
 
 async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>> {
@@ -300,6 +299,17 @@ async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>>
         Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The next thing from the session's inbox: a control event, or (while `pending` is wanted)
+/// frames to write, which are ready at once while some are still pending.
+async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> Received {
+    let mut pending = pending;
+    std::future::poll_fn(|cx| match pending.as_deref_mut() {
+        Some(p) if !p.is_empty() => std::task::Poll::Ready(Received::Frames),
+        p => inbox.poll_recv(cx, p),
+    })
+    .await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -312,8 +322,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 impl Session {
     async fn drive(
         &mut self,
-        mut q: SessionQueues,
-        takeovers: &mut mpsc::Receiver<Box<Takeover>>,
+        inbox: &Inbox,
         mut shutdown: watch::Receiver<bool>,
         auth_timeout: Duration,
     ) -> Exit {
@@ -331,12 +340,13 @@ impl Session {
             let ping_at = self.last_rx.max(self.last_ping) + self.limits.heartbeat;
             let flow = tokio::select! {
                 msg = recv(&mut self.socket), if connected => self.on_message(msg).await,
-                Some(out) = q.rx.recv(), if connected => self.on_outbound(out, &mut q.rx).await,
-                Some(c) = q.ctl.recv() => self.on_control(c).await,
+                got = next_from(inbox, connected.then_some(&mut self.pending)) => match got {
+                    Received::Frames => self.on_outbound().await,
+                    Received::Control(c) => self.on_control(c).await,
+                },
                 Some((req, out)) = self.relayed.next(), if !self.relayed.is_empty() => {
                     self.on_relayed(req, out.code, &out.body).await
                 }
-                Some(t) = takeovers.recv() => self.on_takeover(t).await,
                 () = sleep_until(auth_deadline), if connected => {
                     Flow::Close(close::AUTH_TIMEOUT, "no login or join in time")
                 }
@@ -467,16 +477,16 @@ impl Session {
         }
     }
 
-    /// Writes `first` and whatever else is already queued (up to [`BATCH_FRAMES`] frames or
-    /// [`BATCH_BYTES`]), with one flush: one write to the socket per batch, not per frame.
-    async fn on_outbound(&mut self, first: Outbound, rx: &mut mpsc::Receiver<Outbound>) -> Flow {
+    /// Writes pending frames (up to [`BATCH_FRAMES`] frames or [`BATCH_BYTES`]) with one
+    /// flush: one write to the socket per batch, not per frame.
+    async fn on_outbound(&mut self) -> Flow {
         let Some(socket) = self.socket.as_mut() else {
             return Flow::Continue;
         };
-        let (seq, ring) = (&mut self.seq, &mut self.ring);
+        let (seq, ring, pending) = (&mut self.seq, &mut self.ring, &mut self.pending);
         let batch = async {
-            let (mut out, mut bytes) = (first, 0);
-            for n in 1.. {
+            let (mut n, mut bytes) = (0, 0);
+            while let Some(out) = pending.pop_front() {
                 let f = match out {
                     Outbound::Frame(f) => f,
                     Outbound::Push(body) => {
@@ -488,19 +498,21 @@ impl Session {
                         f
                     }
                 };
+                n += 1;
                 bytes += f.len();
                 socket.feed(Message::Binary(f)).await?;
                 if n >= BATCH_FRAMES || bytes >= BATCH_BYTES {
                     break;
                 }
-                match rx.try_recv() {
-                    Ok(o) => out = o,
-                    Err(_) => break,
-                }
             }
             socket.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
+        let written = tokio::time::timeout(WRITE_TIMEOUT, batch).await;
+        // After a burst, an emptied buffer is not kept at its largest.
+        if self.pending.is_empty() && self.pending.capacity() > BATCH_FRAMES * 4 {
+            self.pending = VecDeque::new();
+        }
+        match written {
             Ok(Ok(())) => Flow::Continue,
             _ => Flow::Lost(None),
         }
@@ -572,6 +584,7 @@ impl Session {
                     return f;
                 }
             }
+            Control::Takeover(t) => return self.on_takeover(t).await,
             Control::Overflow => {
                 tracing::debug!(session = self.handle.id, "send queue full");
                 self.app.metrics().slow_consumer();
@@ -640,7 +653,7 @@ impl Session {
             None if key != self.key => self.resumes.find(key, &self.app.config.app_id),
             _ => None,
         };
-        let Some(tx) = target else {
+        let Some(inbox) = target else {
             return self.answer(req, Code::RecoveryFailed, &[]).await;
         };
         let Some(socket) = self.socket.take() else {
@@ -653,13 +666,13 @@ impl Session {
             last_seq,
             back,
         });
-        let handed = tokio::time::timeout(TAKEOVER_TIMEOUT, async {
-            match tx.send(takeover).await {
-                Err(e) => Some(e.0.socket),
-                Ok(()) => back_rx.await.ok(),
-            }
-        })
-        .await;
+        let handed = match inbox.take_over(takeover) {
+            // The session has ended: the connection comes straight back.
+            Err(t) => Ok(Some(t.socket)),
+            Ok(()) => tokio::time::timeout(TAKEOVER_TIMEOUT, back_rx)
+                .await
+                .map(Result::ok),
+        };
         match handed {
             Ok(Some(socket)) => {
                 self.socket = Some(socket);
