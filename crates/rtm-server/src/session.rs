@@ -60,6 +60,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new connection waits for the session it resumes to take it over.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A deadline far enough away to mean "none".
+const ONE_DAY: Duration = Duration::from_secs(86_400);
+
 /// At most this many notices wait for a session without a connection.
 const MAX_HELD_NOTICES: usize = 16;
 
@@ -312,12 +315,6 @@ async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> R
     .await
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
 
 impl Session {
     async fn drive(
@@ -332,37 +329,60 @@ impl Session {
         }
         let mut auth_deadline = Some(Instant::now() + auth_timeout);
         let mut window: Option<Instant> = None;
+        // One timer for every deadline (auth, idle, ping, resume window), set to the earliest.
+        // It is moved earlier at once but never later: firing early only means looking again.
+        let timer = tokio::time::sleep_until(Instant::now() + auth_timeout);
+        tokio::pin!(timer);
+        let mut fired = false;
         loop {
             let connected = self.socket.is_some();
             let idle_deadline = self.last_rx + self.limits.heartbeat * 3;
             // A quiet client is asked for a sign of life with a WebSocket ping, which
             // browsers and other WebSocket stacks answer by themselves.
             let ping_at = self.last_rx.max(self.last_ping) + self.limits.heartbeat;
+            let next = if connected {
+                auth_deadline.map_or(ping_at, |a| a.min(ping_at)).min(idle_deadline)
+            } else {
+                window.unwrap_or_else(|| Instant::now() + ONE_DAY)
+            };
+            if fired || next < timer.deadline() {
+                timer.as_mut().reset(next);
+                fired = false;
+            }
+            // The handlers of rare events run boxed, so the session's future (resident for
+            // every connection) is only as large as the frequent ones need.
             let flow = tokio::select! {
-                msg = recv(&mut self.socket), if connected => self.on_message(msg).await,
+                msg = recv(&mut self.socket), if connected => Box::pin(self.on_message(msg)).await,
                 got = next_from(inbox, connected.then_some(&mut self.pending)) => match got {
                     Received::Frames => self.on_outbound().await,
-                    Received::Control(c) => self.on_control(c).await,
+                    Received::Control(c) => Box::pin(self.on_control(c)).await,
                 },
                 Some((req, out)) = self.relayed.next(), if !self.relayed.is_empty() => {
-                    self.on_relayed(req, out.code, &out.body).await
+                    Box::pin(self.on_relayed(req, out.code, &out.body)).await
                 }
-                () = sleep_until(auth_deadline), if connected => {
-                    Flow::Close(close::AUTH_TIMEOUT, "no login or join in time")
-                }
-                () = tokio::time::sleep_until(idle_deadline), if connected => {
-                    Flow::Lost(Some((close::IDLE, "no heartbeat")))
-                }
-                () = tokio::time::sleep_until(ping_at), if connected => {
-                    self.last_ping = Instant::now();
-                    self.write_message(Message::Ping(Bytes::new())).await
-                }
-                () = sleep_until(window), if !connected => {
-                    tracing::debug!(session = self.handle.id, "resume window expired");
-                    Flow::End
+                () = &mut timer => {
+                    fired = true;
+                    let now = Instant::now();
+                    match window {
+                        _ if connected && auth_deadline.is_some_and(|d| d <= now) => {
+                            Flow::Close(close::AUTH_TIMEOUT, "no login or join in time")
+                        }
+                        _ if connected && idle_deadline <= now => {
+                            Flow::Lost(Some((close::IDLE, "no heartbeat")))
+                        }
+                        _ if connected && ping_at <= now => {
+                            self.last_ping = now;
+                            self.write_message(Message::Ping(Bytes::new())).await
+                        }
+                        Some(w) if !connected && w <= now => {
+                            tracing::debug!(session = self.handle.id, "resume window expired");
+                            Flow::End
+                        }
+                        _ => Flow::Continue,
+                    }
                 }
                 _ = shutdown.changed() => {
-                    self.shut_down().await;
+                    Box::pin(self.shut_down()).await;
                     return Exit::Ended;
                 }
             };
