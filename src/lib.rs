@@ -52,8 +52,7 @@ fn now() -> u64 {
 fn sdk_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(e.message());
     err.set_name("SDKError");
-    let _ = Reflect::set(
-        &err,
+    err.unchecked_ref::<driver::Props>().set(
         &JsValue::from_str("code"),
         &JsValue::from_str(e.error_code()),
     );
@@ -260,9 +259,9 @@ impl RtcEngine {
         #[wasm_bindgen(unchecked_optional_param_type = "any")] payload: JsValue,
     ) -> bool {
         if payload.is_undefined() {
-            self.inner.emit(&event, &[])
+            self.inner.emit(&event, None)
         } else {
-            self.inner.emit(&event, &[payload])
+            self.inner.emit(&event, Some(&payload))
         }
     }
 

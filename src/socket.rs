@@ -39,7 +39,7 @@ impl Socket {
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             // Text frames are not part of the protocol; the server never sends them.
             if let (Some(d), Ok(buf)) = (d.upgrade(), e.data().dyn_into::<ArrayBuffer>()) {
-                d.on_frame(generation, Uint8Array::new(&buf).to_vec());
+                d.on_frame(generation, &Uint8Array::new(&buf));
             }
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {

@@ -1196,7 +1196,12 @@ impl Engine {
                 let payload = if push.binary {
                     Payload::Binary(push.payload.to_vec())
                 } else {
-                    Payload::Text(String::from_utf8_lossy(push.payload).into_owned())
+                    // `from_utf8` first: its ASCII fast path is much quicker than the lossy
+                    // conversion's, which only invalid text needs.
+                    Payload::Text(match std::str::from_utf8(push.payload) {
+                        Ok(s) => s.to_owned(),
+                        Err(_) => String::from_utf8_lossy(push.payload).into_owned(),
+                    })
                 };
                 self.events.push_back(Event::Message {
                     kind: push.kind,

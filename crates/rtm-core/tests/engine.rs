@@ -326,6 +326,39 @@ fn a_full_size_push_arrives_intact() {
 }
 
 #[test]
+fn text_pushes_are_utf8_with_invalid_bytes_replaced() {
+    let mut h = H::logged_in("alice");
+    let cases: [(&[u8], &str); 4] = [
+        (b"plain ascii", "plain ascii"),
+        (
+            "h\u{e9}llo \u{4e16}\u{754c} \u{1f600}".as_bytes(),
+            "h\u{e9}llo \u{4e16}\u{754c} \u{1f600}",
+        ),
+        (b"bad \xff byte", "bad \u{fffd} byte"),
+        (b"cut \xe4\xb8", "cut \u{fffd}"),
+    ];
+    for (i, (bytes, text)) in cases.into_iter().enumerate() {
+        h.frame(ServerFrame::Push {
+            seq: i as u64 + 1,
+            push: Push {
+                kind: PushKind::OutsideRoom,
+                room: "",
+                from: "bob",
+                binary: false,
+                payload: bytes,
+            },
+        });
+        match &h.events()[..] {
+            [Event::Message {
+                payload: Payload::Text(t),
+                ..
+            }] => assert_eq!(t, text),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
 fn rtm_duplicate_login_ends_the_login_and_the_idle_connection() {
     let mut h = H::logged_in("alice");
     h.frame(ServerFrame::Notice {
