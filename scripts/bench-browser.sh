@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The browser benchmark (BENCHMARKS.md, "Browser"): in one headless Chromium, a page receives
-# 100,000 pushed ~100-byte messages through the SDK (rtm-server, OpenAPI SendUnicast) and the
-# same page receives 100,000 on a bare WebSocket (bare-server); prints events/s of each and
-# the ratio SDK/bare. Loopback only; bounded (timeout 120 s); stops the servers it starts.
+# 100,000 pushed ~100-byte messages on a bare WebSocket (bare-server), then from rtm-server
+# (OpenAPI SendUnicast) on a plain WebSocket without the SDK ("raw"), then through the SDK;
+# prints events/s of each and the ratios SDK/bare, raw/bare and SDK/raw. Loopback only;
+# bounded (timeout 120 s); stops the servers it starts.
 #
 # Environment: BENCH_BROWSER_N (default 100000), BENCH_PAYLOAD (default 100),
-#   BENCH_BROWSER_ARGS (extra run.mjs flags, e.g. "--window 4000 --concurrency 64 --order sdk,bare")
+#   BENCH_BROWSER_ARGS (extra run.mjs flags, e.g. "--window 4000 --concurrency 64 --order sdk,bare";
+#   phases: bare, bare-binary, raw, sdk),
+#   BENCH_BROWSER_PKG (an SDK package directory to measure instead of building pkg/ from the
+#   working tree, e.g. a copy of an older build for an A/B comparison)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,10 +36,13 @@ trap cleanup EXIT
 
 echo "==> build (release server, SDK package)"
 cargo build --release --quiet -p rtm-server -p rtm-bench
-[ -f pkg/index.js ] || scripts/build-pkg.sh
+# Always the working tree's SDK (a pkg/ left from an older build would be measured otherwise).
+pkg=${BENCH_BROWSER_PKG:-}
+if [ -z "$pkg" ]; then scripts/build-pkg.sh >/dev/null; pkg=pkg; fi
+[ -f "$pkg/index.js" ] || { echo "no SDK package in $pkg"; exit 1; }
 rm -rf "$www" && mkdir -p "$www"
 cp crates/rtm-bench/browser/index.html "$www/"
-cp -r pkg "$www/pkg"
+cp -r "$pkg" "$www/pkg"
 
 cat > "$out/rtm.toml" <<EOT
 openapi_rate = 1000000

@@ -1,7 +1,10 @@
 // The browser benchmark (BENCHMARKS.md, "Browser"): one Chromium; a page receives N pushed
-// messages through the SDK (rtm-server, OpenAPI SendUnicast to the logged-in user) and a page
-// receives N messages on a bare WebSocket (bare-server /sub, published on /pub); prints the
-// events/s of each and the ratio SDK/bare.
+// messages through the SDK (phase sdk: rtm-server, OpenAPI SendUnicast to the logged-in user),
+// the same pushes from rtm-server on a plain WebSocket without the SDK (phase raw: the page
+// logs in with a hand-made Login frame), and N messages on a bare WebSocket (phase bare:
+// bare-server /sub, text frames published on /pub; phase bare-binary: binary frames, as the
+// SDK receives); prints the events/s of each and the ratios SDK/bare, raw/bare and SDK/raw
+// (the SDK's own share, on the same publisher and server). --order picks the phases.
 //
 // The publisher pushes as fast as the receiver keeps up: at most WINDOW messages sent and not
 // yet counted by the page (the page reports its count every EVERY events), and for rtm at most
@@ -162,24 +165,25 @@ function makeRtmPublisher() {
   };
 }
 
-async function makeBarePublisher() {
+async function makeBarePublisher(binary = false) {
   const pubUrl = args.bare.replace(/\/sub$/, '/pub');
   // Node 20's WebSocket (undici) needs --experimental-websocket; Node 22 has it by default.
   const ws = new WebSocket(pubUrl);
   await new Promise((r, j) => { ws.onopen = r; ws.onerror = () => j(new Error(`cannot open ${pubUrl}`)); });
   return {
-    name: 'bare',
+    name: binary ? 'bare-binary' : 'bare',
     canSend: () => ws.bufferedAmount < 1 << 20,
     failed: () => 0,
     firstError: () => null,
-    send(k, onDone) { ws.send(payload(k)); onDone(); },
+    send(k, onDone) { ws.send(binary ? Buffer.from(payload(k)) : payload(k)); onDone(); },
     close: () => ws.close(),
   };
 }
 
 
 // ---- the control server the page talks to ----
-const phases = (args.order ?? 'bare,sdk').split(',');
+const phases = (args.order ?? 'bare,raw,sdk').split(',');
+for (const k of phases) if (!['bare', 'bare-binary', 'raw', 'sdk'].includes(k)) throw new Error(`unknown phase ${k}`);
 let received = 0;
 let wake = () => {};
 let onReady = null, onResult = null;
@@ -193,7 +197,7 @@ const ctl = http.createServer((req, res) => {
     else if (u.pathname === '/next') {
       const kind = phases.shift();
       const p = !kind ? { done: true }
-        : kind === 'bare' ? { kind, url: args.bare, n: N, every: EVERY }
+        : kind.startsWith('bare') ? { kind: 'bare', url: args.bare, n: N, every: EVERY }
         : { kind, serverUrl: args.rtm, appId: args['app-id'], token: args.token, userId: args.user, n: N, every: EVERY };
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(p));
@@ -279,15 +283,15 @@ try {
     const result = nextResult();
     ready = nextReady();
     let r;
-    if (which === 'bare') {
-      const pub = await makeBarePublisher();
+    if (which.startsWith('bare')) {
+      const pub = await makeBarePublisher(which === 'bare-binary');
       r = await phase(pub, Number(args['bare-pid'] ?? 0), result);
       pub.close();
     } else {
       const pub = makeRtmPublisher();
       r = await phase(pub, Number(args['rtm-pid'] ?? 0), result);
       pub.close();
-      r.server = 'sdk';
+      r.server = which;
     }
     console.log(JSON.stringify(r));
     results.push(r);
@@ -299,6 +303,9 @@ try {
   for (const r of results)
     console.log(`| ${r.server} | ${r.events_per_s.toLocaleString('en')} | ${r.page_ms} | ${r.publisher_per_s.toLocaleString('en')} | ${r.blocked_on_page_ms} / ${r.blocked_on_publisher_ms} | ${r.cpu_pct.node} / ${r.cpu_pct.server} / ${r.cpu_pct.chromium} (${r.cpu_pct.renderer}) | ${r.renderer_us_per_event} |`);
   if (sdk && bare) console.log(`\nratio SDK/bare events/s: ${(sdk.events_per_s / bare.events_per_s).toFixed(2)}`);
+  const raw = results.find((r) => r.server === 'raw');
+  if (raw && bare) console.log(`ratio raw/bare events/s (the rtm pipeline without the SDK): ${(raw.events_per_s / bare.events_per_s).toFixed(2)}`);
+  if (raw && sdk) console.log(`ratio SDK/raw events/s (the SDK's own share): ${(sdk.events_per_s / raw.events_per_s).toFixed(2)}`);
   if (args.json) writeFileSync(args.json, JSON.stringify({ chromium: version, n: N, size: SIZE, window: WINDOW, concurrency: CONCURRENCY, results }, null, 2));
 } catch (e) {
   console.error(`browser bench failed: ${e.stack ?? e}`);
