@@ -34,7 +34,7 @@ use crate::session::{self, SessionEnv, SessionLimits};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The initial read buffer of each WebSocket, in bytes (see `websocket`).
-const WS_READ_BUFFER: usize = 4096;
+const WS_READ_BUFFER: usize = 2048;
 
 /// The default lifetime of a token issued by `rtm-server token` and `/demo/token`, in seconds.
 pub const DEFAULT_TOKEN_TTL_SECS: u32 = 86_400;
@@ -291,9 +291,11 @@ async fn websocket(
             .into_response();
     }
     let max = state.config.max_frame_bytes;
-    // A 4 KiB read buffer (the library default is 128 KiB): the WebSocket zero-fills the
+    // A 2 KiB read buffer (the library default is 128 KiB): the WebSocket zero-fills the
     // buffer's free capacity on every read attempt, so its size is both resident memory per
-    // connection and a memset per poll of the socket. Larger client frames grow it as needed.
+    // connection and a memset per poll of the socket. Client frames are small (requests,
+    // messages of ~100 bytes typically); a larger frame grows the buffer to its own size
+    // and is read in 2 KiB steps.
     let ws = ws
         .max_message_size(max)
         .max_frame_size(max)
@@ -301,13 +303,11 @@ async fn websocket(
     let app_id = q.get("appId").cloned().unwrap_or_default();
     let env = state.env.clone();
     match state.hub.app(&app_id) {
-        Some(app) => {
-            let metrics = state.hub.metrics().clone();
-            ws.on_upgrade(move |socket| async move {
-                let _open = metrics.connection();
-                session::run(socket, app, env).await;
-            })
-        }
+        // The session runs as a task of its own, so nothing of the upgrade stays resident.
+        Some(app) => ws.on_upgrade(move |socket| {
+            tokio::spawn(session::run(socket, app, env));
+            std::future::ready(())
+        }),
         None => ws.on_upgrade(move |socket| session::run_unknown_app(socket, app_id, env)),
     }
 }

@@ -183,12 +183,20 @@ pub(crate) async fn run_unknown_app(mut socket: WebSocket, app_id: String, env: 
 
 /// Runs one session until the client leaves, the server ends it, its resume window expires,
 /// or the server shuts down.
-pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
+///
+/// The session is built before the returned future, which therefore holds it once (an async
+/// fn would also keep its arguments, the connection among them, beside it): this future is
+/// resident memory for every connection.
+pub(crate) fn run(
+    socket: WebSocket,
+    app: Arc<App>,
+    env: SessionEnv,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let open = app.metrics().connection();
     let handle = env.hub.new_session();
-    let inbox = handle.inbox().clone();
     let key: SessionKey = rand::random();
     let app_id = app.config.app_id.clone();
-    env.resumes.register(key, &app_id, inbox.clone());
+    env.resumes.register(key, &app_id, handle.inbox().clone());
     let limits = env.limits;
     let mut s = Session {
         app,
@@ -224,28 +232,41 @@ pub(crate) async fn run(socket: WebSocket, app: Arc<App>, env: SessionEnv) {
         heartbeat_ms: u32::try_from(limits.heartbeat.as_millis()).unwrap_or(u32::MAX),
         resume_window_ms: u32::try_from(limits.resume_window.as_millis()).unwrap_or(u32::MAX),
     }));
-    let exit = match s.write(welcome).await {
-        Flow::Continue => {
-            s.drive(&inbox, env.shutdown.clone(), env.auth_timeout)
-                .await
+    let SessionEnv {
+        shutdown,
+        alive,
+        auth_timeout,
+        ..
+    } = env;
+    async move {
+        let (_open, _alive) = (open, alive);
+        let exit = match s.write(welcome).await {
+            Flow::Continue => s.drive(shutdown, auth_timeout).await,
+            _ => Exit::Ended,
+        };
+        s.end(exit);
+    }
+}
+
+impl Session {
+    /// Unregisters the ended session and gives back connections that asked for it.
+    fn end(&mut self, exit: Exit) {
+        self.resumes.unregister(&self.key);
+        let left = self.handle.inbox().close();
+        if !matches!(exit, Exit::Handed) {
+            self.cleanup();
         }
-        _ => Exit::Ended,
-    };
-    env.resumes.unregister(&key);
-    let left = inbox.close();
-    if !matches!(exit, Exit::Handed) {
-        s.cleanup();
-    }
-    // Connections that asked for this session get it back (they go on as new sessions).
-    if let Exit::Refused(t) = exit {
-        let _ = t.back.send(t.socket);
-    }
-    for c in left {
-        if let Control::Takeover(t) = c {
+        // Connections that asked for this session get it back (they go on as new sessions).
+        if let Exit::Refused(t) = exit {
             let _ = t.back.send(t.socket);
         }
+        for c in left {
+            if let Control::Takeover(t) = c {
+                let _ = t.back.send(t.socket);
+            }
+        }
+        tracing::debug!(session = self.handle.id, "session ended");
     }
-    tracing::debug!(session = s.handle.id, "session ended");
 }
 
 struct Session {
@@ -315,18 +336,13 @@ async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> R
     .await
 }
 
-
 impl Session {
-    async fn drive(
-        &mut self,
-        inbox: &Inbox,
-        mut shutdown: watch::Receiver<bool>,
-        auth_timeout: Duration,
-    ) -> Exit {
+    async fn drive(&mut self, mut shutdown: watch::Receiver<bool>, auth_timeout: Duration) -> Exit {
         if *shutdown.borrow_and_update() {
-            self.close(close::SHUTDOWN, "server shutting down").await;
+            Box::pin(self.close(close::SHUTDOWN, "server shutting down")).await;
             return Exit::Ended;
         }
+        let inbox = self.handle.inbox().clone();
         let mut auth_deadline = Some(Instant::now() + auth_timeout);
         let mut window: Option<Instant> = None;
         // One timer for every deadline (auth, idle, ping, resume window), set to the earliest.
@@ -341,7 +357,9 @@ impl Session {
             // browsers and other WebSocket stacks answer by themselves.
             let ping_at = self.last_rx.max(self.last_ping) + self.limits.heartbeat;
             let next = if connected {
-                auth_deadline.map_or(ping_at, |a| a.min(ping_at)).min(idle_deadline)
+                auth_deadline
+                    .map_or(ping_at, |a| a.min(ping_at))
+                    .min(idle_deadline)
             } else {
                 window.unwrap_or_else(|| Instant::now() + ONE_DAY)
             };
@@ -353,7 +371,7 @@ impl Session {
             // every connection) is only as large as the frequent ones need.
             let flow = tokio::select! {
                 msg = recv(&mut self.socket), if connected => Box::pin(self.on_message(msg)).await,
-                got = next_from(inbox, connected.then_some(&mut self.pending)) => match got {
+                got = next_from(&inbox, connected.then_some(&mut self.pending)) => match got {
                     Received::Frames => self.on_outbound().await,
                     Received::Control(c) => Box::pin(self.on_control(c)).await,
                 },
@@ -389,7 +407,7 @@ impl Session {
             match flow {
                 Flow::Continue => {}
                 Flow::Close(code, reason) => {
-                    self.close(code, reason).await;
+                    Box::pin(self.close(code, reason)).await;
                     return Exit::Ended;
                 }
                 Flow::End => return Exit::Ended,
@@ -401,7 +419,7 @@ impl Session {
                 }
                 Flow::Lost(close) => {
                     if let Some((code, reason)) = close {
-                        self.close(code, reason).await;
+                        Box::pin(self.close(code, reason)).await;
                     }
                     self.socket = None;
                     if self.user.is_none() || self.limits.resume_window.is_zero() {
