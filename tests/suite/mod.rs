@@ -625,6 +625,25 @@ async fn listeners_may_call_the_engine() {
     destroy_engine(&engine);
 }
 
+#[wasm_bindgen_test]
+async fn each_message_carries_its_own_sender() {
+    // The SDK reuses the sender's JS string while the sender stays the same: a change of
+    // sender, and a return to the first one, must show in `userId`.
+    let (engine, user) = logged_in("senders").await;
+    let rec = Recorder::on(&engine, "onUserMessageReceivedOutsideRoom");
+    let senders = ["biz-a", "biz-a", "biz.b@x", "biz-a", "biz.b@x", "biz.b@x"];
+    for (i, from) in senders.iter().enumerate() {
+        let text = format!("message {i}");
+        let body = message_body(&[("To", user.clone().into())], from, &Message::Text(&text));
+        let (status, resp) = openapi("SendUnicast", &body).await;
+        assert_eq!(status, 200, "{resp}");
+        let got = rec.wait(i + 1).await;
+        check(&got[i], from, &Message::Text(&text));
+    }
+    ok(engine.logout()).await;
+    destroy_engine(&engine);
+}
+
 /// A fresh engine logged in as a fresh user.
 async fn logged_in(prefix: &str) -> (RtcEngine, String) {
     let user = uid(prefix);
