@@ -11,19 +11,21 @@
 #   BENCH_CLIENTS   client counts               (default "1000 10000")
 #   BENCH_TARGETS   deliveries/s to sweep; each is divided by the client count to get the
 #                   broadcast rate               (default "20000 50000 100000 150000 200000 400000 800000
-#                   1200000 1600000 2000000")
+#                   1200000 1600000 2000000 2400000 2800000 3200000": the bare server's knee
+#                   lies past 2 M here)
 #   BENCH_DURATION  seconds of publishing per rate step (default 4)
 #   BENCH_PAYLOAD   message size in bytes       (default 100)
 #   BENCH_RELAY_CLIENTS  clients of the relay run (default 200)
 #   BENCH_SERVERS   which servers               (default "bare rtm socketio")
 #   BENCH_RTM_MAX_ROOM  largest room rtm's fan-out is run with (default 3000): filling a room
-#                   costs rtm O(N^2) Member frames (about 70 s for 3,000 clients here, ~10 min
-#                   projected for 10,000); set it to 10000 to run it anyway
+#                   costs rtm O(N^2) Member frames (7 s for 3,000 clients here; 10,000 clients
+#                   took 139 s and the generator, reading ~100 M Member frames, fell behind:
+#                   see BENCHMARKS.md); set it to 10000 to run it anyway
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLIENTS=${BENCH_CLIENTS:-"1000 10000"}
-TARGETS=${BENCH_TARGETS:-"20000 50000 100000 150000 200000 400000 800000 1200000 1600000 2000000"}
+TARGETS=${BENCH_TARGETS:-"20000 50000 100000 150000 200000 400000 800000 1200000 1600000 2000000 2400000 2800000 3200000"}
 DURATION=${BENCH_DURATION:-4}
 PAYLOAD=${BENCH_PAYLOAD:-100}
 RELAY_CLIENTS=${BENCH_RELAY_CLIENTS:-200}
