@@ -367,8 +367,8 @@ impl Session {
                 timer.as_mut().reset(next);
                 fired = false;
             }
-            // The handlers of rare events run boxed, so the session's future (resident for
-            // every connection) is only as large as the frequent ones need.
+            // Every handler but the writing of queued frames runs boxed (allocated only while
+            // it runs), so the session's future, resident for every connection, stays small.
             let flow = tokio::select! {
                 msg = recv(&mut self.socket), if connected => Box::pin(self.on_message(msg)).await,
                 got = next_from(&inbox, connected.then_some(&mut self.pending)) => match got {
