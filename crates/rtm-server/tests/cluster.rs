@@ -625,18 +625,22 @@ async fn node_listed(redis: &Redis, node: &str) -> bool {
         .unwrap()
 }
 
+/// A client of `node` that joined "room" as `user`, once Redis lists it there.
+async fn in_room(redis: &Redis, node: &Node, user: &str) -> Client {
+    let mut c = node.client().await;
+    assert_eq!(c.join("room", user).await, 0);
+    wait_member(redis, node, "room", user).await;
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_node_room_members_leave_as_dropped() {
     let redis = Redis::start().await;
     let a = Node::start(&redis, "a").await;
     let mut b = Node::start(&redis, "b").await;
 
-    let mut alice = a.client().await;
-    assert_eq!(alice.join("room", "alice").await, 0);
-    wait_member(&redis, &a, "room", "alice").await;
-    let mut bob = b.client().await;
-    assert_eq!(bob.join("room", "bob").await, 0);
-    wait_member(&redis, &b, "room", "bob").await;
+    let mut alice = in_room(&redis, &a, "alice").await;
+    let mut bob = in_room(&redis, &b, "bob").await;
     assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
 
     b.kill();
@@ -661,12 +665,8 @@ async fn node_restarted_under_its_id_reports_its_old_members_dropped() {
     let a = Node::start(&redis, "a").await;
     let mut b = Node::start(&redis, "b").await;
 
-    let mut alice = a.client().await;
-    assert_eq!(alice.join("room", "alice").await, 0);
-    wait_member(&redis, &a, "room", "alice").await;
-    let mut bob = b.client().await;
-    assert_eq!(bob.join("room", "bob").await, 0);
-    wait_member(&redis, &b, "room", "bob").await;
+    let mut alice = in_room(&redis, &a, "alice").await;
+    let mut bob = in_room(&redis, &b, "bob").await;
     assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
 
     // Node b crashes and comes back at once under the same id, likely before its liveness
@@ -686,12 +686,8 @@ async fn stalled_node_taken_for_dead_announces_its_members_again() {
     let a = Node::start(&redis, "a").await;
     let b = Node::start(&redis, "b").await;
 
-    let mut alice = a.client().await;
-    assert_eq!(alice.join("room", "alice").await, 0);
-    wait_member(&redis, &a, "room", "alice").await;
-    let mut bob = b.client().await;
-    assert_eq!(bob.join("room", "bob").await, 0);
-    wait_member(&redis, &b, "room", "bob").await;
+    let mut alice = in_room(&redis, &a, "alice").await;
+    let mut bob = in_room(&redis, &b, "bob").await;
     assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
 
     b.signal("-STOP");
@@ -716,15 +712,9 @@ async fn member_back_on_a_live_node_is_not_reported_dropped() {
     let mut b = Node::start(&redis, "b").await;
     let c = Node::start(&redis, "c").await;
 
-    let mut alice = a.client().await;
-    assert_eq!(alice.join("room", "alice").await, 0);
-    wait_member(&redis, &a, "room", "alice").await;
-    let mut carol = c.client().await;
-    assert_eq!(carol.join("room", "carol").await, 0);
-    wait_member(&redis, &c, "room", "carol").await;
-    let mut bob = b.client().await;
-    assert_eq!(bob.join("room", "bob").await, 0);
-    wait_member(&redis, &b, "room", "bob").await;
+    let mut alice = in_room(&redis, &a, "alice").await;
+    let mut carol = in_room(&redis, &c, "carol").await;
+    let mut bob = in_room(&redis, &b, "bob").await;
     assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
     assert_eq!(next_member(&mut carol, "bob").await, (true, 0));
 
@@ -732,9 +722,7 @@ async fn member_back_on_a_live_node_is_not_reported_dropped() {
     // dead.
     b.kill();
     while !matches!(bob.next_any().await, Got::Closed(_)) {}
-    let mut bob = a.client().await;
-    assert_eq!(bob.join("room", "bob").await, 0);
-    wait_member(&redis, &a, "room", "bob").await;
+    let _bob = in_room(&redis, &a, "bob").await;
     wait_for("node b is forgotten", || async {
         !node_listed(&redis, "b").await
     })
