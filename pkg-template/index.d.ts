@@ -178,6 +178,13 @@ export interface IRTCEngine {
   joinRoom(token: string | null, roomId: string, userInfo: UserInfo, roomConfig?: object): Promise<void>;
   /** Leaves the room; resolves at once when not in one. */
   leaveRoom(): Promise<void>;
+  /**
+   * Visible (the default) or invisible to the other members: they are told about a change
+   * (`onUserJoined`, or `onUserLeave` with `SWITCH_TO_INVISIBLE`) and nothing about an
+   * invisible user's joins and leaves. Kept for later joins; call it before `joinRoom` to
+   * join as an invisible audience member.
+   */
+  setUserVisibility(enable: boolean): Promise<void>;
   /** Renews the room token (see `onTokenWillExpire`). */
   updateToken(token: string): Promise<void>;
   /** Sends text to one user in the room; resolves to the message id. */

@@ -336,6 +336,21 @@ impl RtcEngine {
         self.inner.call(|e, now| e.leave_room(now))
     }
 
+    /// Makes this user visible (the default) or invisible to the other members of the room:
+    /// they get `onUserJoined` / `onUserLeave` (reason `SWITCH_TO_INVISIBLE`) on a change, and
+    /// nothing about an invisible user's joins and leaves. Kept for later joins. Rejects
+    /// with `INVALID_PARAMS` unless `enable` is a boolean.
+    #[wasm_bindgen(js_name = setUserVisibility, unchecked_return_type = "Promise<void>")]
+    pub fn set_user_visibility(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "boolean")] enable: JsValue,
+    ) -> Promise {
+        match enable.as_bool() {
+            Some(enable) => self.inner.call(|e, now| e.set_user_visibility(now, enable)),
+            None => Promise::reject(&invalid_params()),
+        }
+    }
+
     /// Sets where `sendServerMessage` messages go. Result also on `onServerParamsSetResult`.
     #[wasm_bindgen(js_name = setServerParams, unchecked_return_type = "Promise<void>")]
     pub fn set_server_params(

@@ -325,6 +325,12 @@ action('leave', 'leaveRoom', async () => {
   renderMembers();
 });
 
+$('visible').addEventListener('change', () => run('visible', 'setUserVisibility', async () => {
+  const visible = $('visible').checked;
+  await engineOrCreate().setUserVisibility(visible);
+  return visible ? 'visible to the others' : 'invisible to the others';
+}));
+
 const peer = () => $('peerId').value.trim();
 action('sendPeerOutside', 'sendUserMessageOutsideRoom', async () => `to ${peer()}, msgId ${await engineOrCreate().sendUserMessageOutsideRoom(peer(), $('peerText').value)}`);
 action('sendPeerRoom', 'sendUserMessage', async () => `to ${peer()}, msgId ${await engineOrCreate().sendUserMessage(peer(), $('peerText').value)}`);

@@ -350,6 +350,21 @@ describe('demo page, two users', () => {
     assert.equal(await alice.page.locator('#error').isVisible(), false, 'the error bar can be dismissed');
   });
 
+  step('visibility: invisible is a leave (SWITCH_TO_INVISIBLE) for the others, visible a join', async () => {
+    const { alice, bob } = u;
+    const joins = () => alice.page.locator('#log li[data-event="onUserJoined"]', { hasText: bob.user }).count();
+    const before = await joins();
+    await bob.page.uncheck('#visible');
+    await sees(bob, 'setUserVisibility', 'invisible to the others', 'ok');
+    await sees(alice, 'onUserLeave', `${bob.user}, reason SWITCH_TO_INVISIBLE`);
+    await bob.page.check('#visible');
+    await sees(bob, 'setUserVisibility', 'visible to the others', 'ok');
+    for (let i = 0; (await joins()) === before; i++) {
+      assert.ok(i < 100, `${alice.user}'s page shows no new onUserJoined for ${bob.user}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+
   step('leave: the other page sees onUserLeave; room calls are disabled again', async () => {
     const { alice, bob } = u;
     await bob.page.click('#leave');

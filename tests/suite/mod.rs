@@ -1017,3 +1017,42 @@ async fn a_burst_of_messages_exceeds_the_rate() {
     destroy_engine(&a);
     destroy_engine(&b);
 }
+
+#[wasm_bindgen_test]
+async fn invisible_users_receive_and_are_announced_only_when_visible() {
+    let room = uid("r");
+    let (a, alice) = logged_in("a").await;
+    let joined_a = Recorder::on(&a, "onUserJoined");
+    let left_a = Recorder::on(&a, "onUserLeave");
+    ok(join(&a, &room, &alice, None).await).await;
+    let (b, bob) = logged_in("b").await;
+    let joined_b = Recorder::on(&b, "onUserJoined");
+    let room_b = Recorder::on(&b, "onRoomMessageReceived");
+    assert_eq!(
+        rejected(b.set_user_visibility("no".into())).await,
+        "INVALID_PARAMS"
+    );
+    // Set before the join: bob joins as an invisible audience member.
+    ok(b.set_user_visibility(false.into())).await;
+    ok(join(&b, &room, &bob, Some("bob's info")).await).await;
+    let user_id = |e: &JsValue| str_of(&get(e, "userInfo"), "userId");
+    assert_eq!(user_id(&joined_b.wait(1).await[0]), alice);
+    ok(a.send_room_message("hello".into())).await;
+    check(&room_b.wait(1).await[0], &alice, &Message::Text("hello"));
+    assert_eq!(joined_a.len(), 0, "alice is not told about bob");
+    // Visible: a join for alice; invisible again: a leave with SWITCH_TO_INVISIBLE.
+    ok(b.set_user_visibility(true.into())).await;
+    let got = joined_a.wait(1).await;
+    assert_eq!(user_id(&got[0]), bob);
+    assert_eq!(str_of(&get(&got[0], "userInfo"), "extraInfo"), "bob's info");
+    ok(b.set_user_visibility(false.into())).await;
+    let got = left_a.wait(1).await;
+    assert_eq!(user_id(&got[0]), bob);
+    assert_eq!(num(&get(&got[0], "reason")), 2.0);
+    // An invisible member leaves unannounced.
+    ok(b.leave_room()).await;
+    sleep(200).await;
+    assert_eq!(left_a.len(), 1);
+    destroy_engine(&a);
+    destroy_engine(&b);
+}

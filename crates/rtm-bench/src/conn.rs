@@ -58,6 +58,8 @@ pub struct Target {
     pub app_id: String,
     pub app_key: String,
     pub room: String,
+    /// Whether rtm clients join visible (announced to each other).
+    pub visible: bool,
     /// Local addresses the clients bind to, in turn (loopback has ~28k ports per address).
     pub sources: Vec<IpAddr>,
 }
@@ -146,6 +148,7 @@ pub async fn connect(t: &Target, i: usize, hello: Hello) -> Result<Ws, String> {
                             room: &t.room,
                             user: &u,
                             extra: "",
+                            visible: t.visible,
                         };
                     }
                     Hello::Login => {

@@ -112,6 +112,10 @@ struct FanoutArgs {
     /// Seconds of unmeasured publishing at the lowest rate first (JIT, caches, pools).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
+    /// rtm clients join invisible (`setUserVisibility(false)`: an audience, told nothing
+    /// about each other), so filling the room costs no Member frames.
+    #[arg(long)]
+    invisible: bool,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +203,7 @@ fn setup(c: &Common) -> Result<(Target, Option<u32>), String> {
             app_id: c.app_id.clone(),
             app_key: c.app_key.clone(),
             room: c.room.clone(),
+            visible: true,
             sources,
         },
         pid,
@@ -269,17 +274,19 @@ fn ms(us: u64) -> f64 {
 
 async fn fanout(a: FanoutArgs) -> Result<(), String> {
     let c = &a.common;
-    let (t, pid) = setup(c)?;
+    let (mut t, pid) = setup(c)?;
+    t.visible = !a.invisible;
     if a.payload < 16 {
         return Err("--payload must be at least 16 bytes".into());
     }
     let mut rates = a.rate.clone();
     rates.sort_by(f64::total_cmp);
     println!(
-        "fanout: server {} at {}, {} clients in one room, {}-byte messages, rates {:?}/s for {} s each",
+        "fanout: server {} at {}, {} {}clients in one room, {}-byte messages, rates {:?}/s for {} s each",
         t.kind.name(),
         t.addr,
         c.clients,
+        if a.invisible { "invisible " } else { "" },
         a.payload,
         rates,
         a.duration
@@ -412,6 +419,7 @@ async fn fanout(a: FanoutArgs) -> Result<(), String> {
             "clients": c.clients,
             "connected": connected,
             "payload": a.payload,
+            "invisible": a.invisible,
             "duration": a.duration,
             "connect_secs": connect_secs,
             "connect_server_cpu": srv_cpu,

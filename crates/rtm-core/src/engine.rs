@@ -123,6 +123,7 @@ enum ReqKind {
     },
     PeerStatus,
     UpdateToken,
+    SetVisibility,
 }
 
 impl ReqKind {
@@ -192,6 +193,9 @@ pub struct Engine {
     /// The user whose login failed on its token: `updateLoginToken` logs in again.
     login_retry: Option<String>,
     room: Option<Room>,
+    /// Whether the other members are told about this user (`setUserVisibility`); applies to
+    /// every join, re-joins included.
+    visible: bool,
     /// The room whose re-join failed on its token: `updateToken` joins again.
     room_retry: Option<Room>,
     /// The other members of the room, as last reported: (user, extra). A plain list: rooms
@@ -254,6 +258,7 @@ impl Engine {
             login_token: String::new(),
             login_retry: None,
             room: None,
+            visible: true,
             room_retry: None,
             members: Vec::new(),
             server_params: None,
@@ -417,13 +422,40 @@ impl Engine {
             room: room_id.to_owned(),
             auto: false,
         };
+        let visible = self.visible;
         self.request(now, call, kind, |req| ClientFrame::Join {
             req,
             token,
             room: room_id,
             user: user_id,
             extra: extra_info,
+            visible,
         });
+        call
+    }
+
+    /// `setUserVisibility(enable)`: whether the other members of the room are told about this
+    /// user (`onUserJoined` / `onUserLeave`). Kept for every later join; in a room (or while
+    /// joining), also sent to the server, which tells the others about the change (a leave
+    /// with reason SWITCH_TO_INVISIBLE, or a join).
+    pub fn set_user_visibility(&mut self, now: u64, enable: bool) -> CallId {
+        let call = self.new_call();
+        if let Err(e) = self.check_alive() {
+            return self.fail(call, e);
+        }
+        self.visible = enable;
+        match self.room.as_ref().map(|r| r.id.clone()) {
+            Some(room) if self.conn != Conn::Idle => {
+                self.request(now, call, ReqKind::SetVisibility, |req| {
+                    ClientFrame::SetVisibility {
+                        req,
+                        room: &room,
+                        visible: enable,
+                    }
+                });
+            }
+            _ => self.complete(call, Ok(Value::None)),
+        }
         call
     }
 
@@ -1148,12 +1180,14 @@ impl Engine {
                 room: room.id.clone(),
                 auto: true,
             };
+            let visible = self.visible;
             self.request(now, call, kind, |req| ClientFrame::Join {
                 req,
                 token: &room.token,
                 room: &room.id,
                 user: &room.user,
                 extra: &room.extra,
+                visible,
             });
         }
         if matches!(self.login, Login::In(_)) {
@@ -1391,7 +1425,9 @@ impl Engine {
                 }
                 Value::None
             }
-            ReqKind::Logout | ReqKind::Leave | ReqKind::UpdateToken => Value::None,
+            ReqKind::Logout | ReqKind::Leave | ReqKind::UpdateToken | ReqKind::SetVisibility => {
+                Value::None
+            }
             ReqKind::SetServerParams { signature, url } => {
                 match err {
                     None => self.server_params = Some((signature, url)),

@@ -186,7 +186,8 @@ fn requests_made_while_connecting_go_out_in_order_once_open() {
             token: "t2",
             room: "room1",
             user: "alice",
-            extra: "hi"
+            extra: "hi",
+            visible: true,
         }
     );
 }
@@ -450,6 +451,58 @@ fn join_repeat_and_leave() {
     let c = h.e.leave_room(h.now);
     assert_eq!(h.result(c), Ok(Value::None));
     assert!(h.transmits().is_empty());
+}
+
+#[test]
+fn user_visibility_goes_with_every_join_and_changes_in_the_room() {
+    let mut h = H::new();
+    // Before a join: kept, nothing sent, no connection opened.
+    let c = h.e.set_user_visibility(h.now, false);
+    assert_eq!(h.result(c), Ok(Value::None));
+    assert!(h.transmits().is_empty());
+    let j = h.e.join_room(h.now, Some("t"), "r1", "alice", "x");
+    h.open();
+    let sent = h.sent();
+    assert!(matches!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::Join { visible: false, .. }
+    ));
+    h.reply(1, Code::Ok, b"");
+    assert_eq!(h.result(j), Ok(Value::None));
+    // In the room: a request, resolved by its reply.
+    let c = h.e.set_user_visibility(h.now, true);
+    let sent = h.sent();
+    assert_eq!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::SetVisibility {
+            req: 2,
+            room: "r1",
+            visible: true
+        }
+    );
+    assert!(h.completions().is_empty());
+    h.reply(2, Code::Ok, b"");
+    assert_eq!(h.result(c), Ok(Value::None));
+    let c = h.e.set_user_visibility(h.now, false);
+    h.sent();
+    h.reply(3, Code::NotJoin, b"");
+    assert_eq!(h.result(c), err(Code::NotJoin));
+    // The next join carries the last setting.
+    h.e.leave_room(h.now);
+    h.sent();
+    h.reply(4, Code::Ok, b"");
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 1000 }]);
+    h.e.join_room(h.now, Some("t"), "r2", "alice", "");
+    h.open();
+    let sent = h.sent();
+    assert!(matches!(
+        decode_client(&sent[0]).unwrap(),
+        ClientFrame::Join {
+            visible: false,
+            room: "r2",
+            ..
+        }
+    ));
 }
 
 #[test]

@@ -39,6 +39,8 @@ pub mod ty {
     pub const UPDATE_TOKEN: u8 = 0x0B;
     /// Client: take over a session kept by the server after a lost connection.
     pub const RESUME: u8 = 0x0C;
+    /// Client: become visible or invisible to the other members of a room.
+    pub const SET_VISIBILITY: u8 = 0x0D;
     /// Server: the answer to a client request.
     pub const REPLY: u8 = 0x80;
     /// Server: a message pushed to this session.
@@ -107,6 +109,8 @@ pub enum ClientFrame<'a> {
         user: &'a str,
         /// The user's extra info shown to others (at most 200 bytes).
         extra: &'a str,
+        /// Whether the other members are told about this user (its joins and leaves).
+        visible: bool,
     },
     /// Leave `room`.
     Leave {
@@ -194,6 +198,16 @@ pub enum ClientFrame<'a> {
         /// The `seq` of the last push the client received on that session (0 for none).
         last_seq: u64,
     },
+    /// Become visible (announced to the other members as a join) or invisible (announced as
+    /// a leave with reason SWITCH_TO_INVISIBLE) in `room`.
+    SetVisibility {
+        /// Request id.
+        req: u32,
+        /// The room id.
+        room: &'a str,
+        /// The new visibility.
+        visible: bool,
+    },
 }
 
 impl ClientFrame<'_> {
@@ -211,7 +225,8 @@ impl ClientFrame<'_> {
             | ClientFrame::PeerStatus { req, .. }
             | ClientFrame::Ping { req }
             | ClientFrame::UpdateToken { req, .. }
-            | ClientFrame::Resume { req, .. } => req,
+            | ClientFrame::Resume { req, .. }
+            | ClientFrame::SetVisibility { req, .. } => req,
         }
     }
 }
@@ -450,13 +465,15 @@ pub fn encode_client(f: &ClientFrame<'_>) -> Vec<u8> {
             room,
             user,
             extra,
+            visible,
         } => {
             w.u8(ty::JOIN)
                 .varint(req.into())
                 .str(token)
                 .str(room)
                 .str(user)
-                .str(extra);
+                .str(extra)
+                .bool(visible);
         }
         ClientFrame::Leave { req, room } => {
             w.u8(ty::LEAVE).varint(req.into()).str(room);
@@ -535,6 +552,12 @@ pub fn encode_client(f: &ClientFrame<'_>) -> Vec<u8> {
                 .bytes(session)
                 .varint(last_seq);
         }
+        ClientFrame::SetVisibility { req, room, visible } => {
+            w.u8(ty::SET_VISIBILITY)
+                .varint(req.into())
+                .str(room)
+                .bool(visible);
+        }
     }
     w.finish()
 }
@@ -568,6 +591,7 @@ pub fn decode_client(buf: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
             room: r.str()?,
             user: r.str()?,
             extra: r.str()?,
+            visible: r.bool()?,
         },
         ty::LEAVE => ClientFrame::Leave {
             req: r.u32()?,
@@ -614,6 +638,11 @@ pub fn decode_client(buf: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
             session: r.bytes()?,
             last_seq: r.u64()?,
         },
+        ty::SET_VISIBILITY => ClientFrame::SetVisibility {
+            req: r.u32()?,
+            room: r.str()?,
+            visible: r.bool()?,
+        },
         t => return Err(DecodeError::UnknownType(t)),
     };
     r.end()?;
@@ -624,7 +653,9 @@ pub fn decode_client(buf: &[u8]) -> Result<ClientFrame<'_>, DecodeError> {
 /// answer a malformed request with an error reply instead of dropping it.
 pub fn peek_req(buf: &[u8]) -> Option<u32> {
     match buf.first() {
-        Some(&t) if (ty::LOGIN..=ty::RESUME).contains(&t) => Reader::new(&buf[1..]).u32().ok(),
+        Some(&t) if (ty::LOGIN..=ty::SET_VISIBILITY).contains(&t) => {
+            Reader::new(&buf[1..]).u32().ok()
+        }
         _ => None,
     }
 }

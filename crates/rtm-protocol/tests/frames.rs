@@ -37,13 +37,14 @@ fn client_examples() -> Vec<(&'static str, ClientFrame<'static>)> {
         ),
         ("02 02", ClientFrame::Logout { req: 2 }),
         (
-            "03 03 03 74 6f 6b 02 72 31 05 61 6c 69 63 65 02 68 69",
+            "03 03 03 74 6f 6b 02 72 31 05 61 6c 69 63 65 02 68 69 01",
             ClientFrame::Join {
                 req: 3,
                 token: "tok",
                 room: "r1",
                 user: "alice",
                 extra: "hi",
+                visible: true,
             },
         ),
         ("04 04 02 72 31", ClientFrame::Leave { req: 4, room: "r1" }),
@@ -108,6 +109,14 @@ fn client_examples() -> Vec<(&'static str, ClientFrame<'static>)> {
                 req: 12,
                 session: &[0xa1, 0xb2, 0xc3, 0xd4],
                 last_seq: 300,
+            },
+        ),
+        (
+            "0d 0d 02 72 31 00",
+            ClientFrame::SetVisibility {
+                req: 13,
+                room: "r1",
+                visible: false,
             },
         ),
     ]
@@ -246,7 +255,8 @@ fn client_req(f: &ClientFrame<'_>) -> u32 {
         | ClientFrame::PeerStatus { req, .. }
         | ClientFrame::Ping { req }
         | ClientFrame::UpdateToken { req, .. }
-        | ClientFrame::Resume { req, .. } => req,
+        | ClientFrame::Resume { req, .. }
+        | ClientFrame::SetVisibility { req, .. } => req,
     }
 }
 
@@ -272,7 +282,7 @@ fn client_examples_encode_and_decode_exactly() {
     // Every client frame type has at least one example.
     assert_eq!(
         types.into_iter().collect::<Vec<_>>(),
-        (ty::LOGIN..=ty::RESUME).collect::<Vec<_>>()
+        (ty::LOGIN..=ty::SET_VISIBILITY).collect::<Vec<_>>()
     );
 }
 
@@ -506,6 +516,12 @@ fn round_trip_edge_values() {
         room: &long,
         user: "",
         extra: unicode,
+        visible: false,
+    });
+    client_round_trip(ClientFrame::SetVisibility {
+        req: u32::MAX,
+        room: unicode,
+        visible: true,
     });
     client_round_trip(ClientFrame::Leave { req: 1, room: "" });
     client_round_trip(ClientFrame::SetServerParams {
@@ -608,7 +624,7 @@ fn schema(t: u8) -> &'static [F] {
     match t {
         ty::LOGIN => &[U32, Str, Str],
         ty::LOGOUT => &[U32],
-        ty::JOIN => &[U32, Str, Str, Str, Str],
+        ty::JOIN => &[U32, Str, Str, Str, Str, Bool],
         ty::LEAVE => &[U32, Str],
         ty::SET_SERVER_PARAMS => &[U32, Str, Str],
         ty::SEND_SERVER => &[U32, U64, Bool, Bytes],
@@ -618,6 +634,7 @@ fn schema(t: u8) -> &'static [F] {
         ty::PING => &[U32],
         ty::UPDATE_TOKEN => &[U32, Str, Str],
         ty::RESUME => &[U32, Bytes, U64],
+        ty::SET_VISIBILITY => &[U32, Str, Bool],
         ty::REPLY => &[U32, U16, Bytes],
         ty::PUSH => &[U64, Kind, Str, Str, Bool, Bytes],
         ty::NOTICE => &[U16, Str, Str],
@@ -627,7 +644,7 @@ fn schema(t: u8) -> &'static [F] {
     }
 }
 
-const ALL_TYPES: [u8; 17] = [
+const ALL_TYPES: [u8; 18] = [
     ty::LOGIN,
     ty::LOGOUT,
     ty::JOIN,
@@ -640,6 +657,7 @@ const ALL_TYPES: [u8; 17] = [
     ty::PING,
     ty::UPDATE_TOKEN,
     ty::RESUME,
+    ty::SET_VISIBILITY,
     ty::REPLY,
     ty::PUSH,
     ty::NOTICE,
@@ -693,7 +711,7 @@ fn empty_frame() {
 #[test]
 fn unknown_type_for_every_byte_outside_each_side() {
     for t in 0..=u8::MAX {
-        let client = (ty::LOGIN..=ty::RESUME).contains(&t);
+        let client = (ty::LOGIN..=ty::SET_VISIBILITY).contains(&t);
         let server = (ty::REPLY..=ty::WELCOME).contains(&t);
         // A lone type byte: known types are truncated, the rest unknown.
         let expect_client = if client {
@@ -723,8 +741,8 @@ fn unknown_type_for_every_byte_outside_each_side() {
         }
     }
     assert_eq!(
-        DecodeError::UnknownType(0x0d).to_string(),
-        "unknown frame type 0x0d"
+        DecodeError::UnknownType(0x0e).to_string(),
+        "unknown frame type 0x0e"
     );
 }
 
@@ -908,7 +926,7 @@ fn invalid_utf8_in_every_string_field() {
             }
         }
     }
-    assert_eq!(fields, 22);
+    assert_eq!(fields, 23);
 }
 
 #[test]
@@ -952,7 +970,7 @@ fn invalid_bool_and_push_kind() {
             }
         }
     }
-    assert_eq!(bools, 5);
+    assert_eq!(bools, 7);
     // The push kind byte of the PROTOCOL.md example.
     let mut b = hex("81 01 02 02 72 31 03 62 6f 62 00 03 68 65 79");
     b[2] = 3;
@@ -965,7 +983,7 @@ fn invalid_bool_and_push_kind() {
 #[test]
 fn peek_req_finds_the_request_id_of_broken_client_frames() {
     // Every client type with a valid req and a broken rest.
-    for t in ty::LOGIN..=ty::RESUME {
+    for t in ty::LOGIN..=ty::SET_VISIBILITY {
         assert_eq!(peek_req(&[t]), None, "no req at all");
         assert_eq!(peek_req(&[t, 0x80]), None, "req cut short");
         assert_eq!(peek_req(&[t, 42]), Some(42));
@@ -990,7 +1008,7 @@ fn peek_req_finds_the_request_id_of_broken_client_frames() {
 
 #[test]
 fn peek_req_ignores_non_client_types() {
-    for t in (0..=u8::MAX).filter(|t| !(ty::LOGIN..=ty::RESUME).contains(t)) {
+    for t in (0..=u8::MAX).filter(|t| !(ty::LOGIN..=ty::SET_VISIBILITY).contains(t)) {
         assert_eq!(peek_req(&[t]), None);
         assert_eq!(peek_req(&[t, 5, 0, 0]), None, "{t:#04x}");
     }

@@ -159,7 +159,7 @@ impl Fields {
         } = *self;
         let [a, b, c, d] = &self.strs;
         let payload = &self.payload[..];
-        match self.variant % 12 {
+        match self.variant % 13 {
             0 => ClientFrame::Login {
                 req,
                 token: a,
@@ -172,6 +172,7 @@ impl Fields {
                 room: b,
                 user: c,
                 extra: d,
+                visible: binary,
             },
             3 => ClientFrame::Leave { req, room: a },
             4 => ClientFrame::SetServerParams {
@@ -207,10 +208,15 @@ impl Fields {
                 room: a,
                 token: b,
             },
-            _ => ClientFrame::Resume {
+            11 => ClientFrame::Resume {
                 req,
                 session: &self.payload,
                 last_seq: msg_id,
+            },
+            _ => ClientFrame::SetVisibility {
+                req,
+                room: a,
+                visible: binary,
             },
         }
     }
@@ -280,7 +286,8 @@ fn client_req(f: &ClientFrame<'_>) -> u32 {
         | ClientFrame::PeerStatus { req, .. }
         | ClientFrame::Ping { req }
         | ClientFrame::UpdateToken { req, .. }
-        | ClientFrame::Resume { req, .. } => req,
+        | ClientFrame::Resume { req, .. }
+        | ClientFrame::SetVisibility { req, .. } => req,
     }
 }
 
@@ -401,7 +408,8 @@ fn length_fields(frame: &[u8]) -> Vec<(usize, usize, u64)> {
     let layout: &[F] = match frame[0] {
         ty::LOGIN => &[Var, Len, Len],
         ty::LOGOUT | ty::PING => &[Var],
-        ty::JOIN => &[Var, Len, Len, Len, Len],
+        ty::JOIN => &[Var, Len, Len, Len, Len, Byte],
+        ty::SET_VISIBILITY => &[Var, Len, Byte],
         ty::LEAVE | ty::PEER_STATUS => &[Var, Len],
         ty::SET_SERVER_PARAMS | ty::UPDATE_TOKEN => &[Var, Len, Len],
         ty::SEND_SERVER => &[Var, Var, Byte, Len],

@@ -22,7 +22,8 @@
 //! * `rtm:nodes` (set of node ids) and `rtm:node:{node}` (the node's liveness key, expiring
 //!   after the TTL: a node is live while it exists);
 //! * `rtm:{app}:logins:{node}`: user → session id (expiring after the TTL);
-//! * `rtm:{app}:room:{room}:{node}`: member → the `extra` of its join, and
+//! * `rtm:{app}:room:{room}:{node}`: member → `1` (visible) or `0` (invisible) followed by the
+//!   `extra` of its join (see [`member_value`]), and
 //!   `rtm:noderooms:{node}`, the index of the node's rooms (a sorted set of `{app}:{room}`,
 //!   scores 0); these expire after three times the TTL, so that they outlive the liveness key.
 //!
@@ -124,14 +125,19 @@ end
 return 0
 ";
 
-/// The members of room `ARGV[2]` of app `ARGV[1]` on live nodes other than `ARGV[3]`, as a
-/// flat list of user, extra, user, extra...
+/// The visible members of room `ARGV[2]` of app `ARGV[1]` on live nodes other than
+/// `ARGV[3]`, as a flat list of user, extra, user, extra...
 const MEMBERS_SCRIPT: &str = r"
 local out = {}
 for _, n in ipairs(redis.call('SMEMBERS', 'rtm:nodes')) do
   if n ~= ARGV[3] and redis.call('EXISTS', 'rtm:node:' .. n) == 1 then
     local h = redis.call('HGETALL', 'rtm:' .. ARGV[1] .. ':room:' .. ARGV[2] .. ':' .. n)
-    for i = 1, #h do out[#out + 1] = h[i] end
+    for i = 1, #h, 2 do
+      if string.sub(h[i + 1], 1, 1) == '1' then
+        out[#out + 1] = h[i]
+        out[#out + 1] = string.sub(h[i + 1], 2)
+      end
+    end
   end
 end
 return out
@@ -139,7 +145,7 @@ return out
 
 /// Reaps dead nodes. For each room in a dead node's index (at most `ARGV[1]` rooms per call),
 /// publishes a `Left` message (reason DROPPED, from the dead node) on the room's channel for
-/// every member the dead node had there that is not in that room on a live node, then deletes
+/// every visible member the dead node had there that is not in that room on a live node, then deletes
 /// the room key. A dead node whose index is empty is removed from `rtm:nodes`.
 ///
 /// `ARGV[2]` is the calling node. With `ARGV[3]` = `other`, the dead nodes are the other nodes
@@ -194,9 +200,9 @@ for _, d in ipairs(dead) do
             if back then break end
             back = redis.call('HEXISTS', 'rtm:' .. app .. ':room:' .. room .. ':' .. n, user) == 1
           end
-          if not back then
+          if not back and string.sub(h[i + 1], 1, 1) == '1' then
             redis.call('PUBLISH', 'rtm:' .. app .. ':r:' .. room,
-              string.char(4) .. s(d) .. s(user) .. s(h[i + 1]) .. string.char(1))
+              string.char(4) .. s(d) .. s(user) .. s(string.sub(h[i + 1], 2)) .. string.char(1))
             told = told + 1
           end
         end
@@ -277,6 +283,22 @@ fn rooms_index_member(app: &str, room: &str) -> String {
 }
 
 /// A channel name split into (app, kind `u` or `r`, id). Ids never contain `:`.
+/// A member's value in a room key: `1` (visible) or `0` (invisible), then its `extra`.
+fn member_value(extra: &str, visible: bool) -> String {
+    let mut v = String::with_capacity(extra.len() + 1);
+    v.push(if visible { '1' } else { '0' });
+    v.push_str(extra);
+    v
+}
+
+/// The visibility and `extra` in a [`member_value`].
+fn parse_member_value(v: &str) -> (bool, &str) {
+    match v.strip_prefix('0') {
+        Some(extra) => (false, extra),
+        None => (true, v.strip_prefix('1').unwrap_or(v)),
+    }
+}
+
 fn parse_channel(ch: &str) -> Option<(&str, &str, &str)> {
     let mut it = ch.rsplitn(3, ':');
     let id = it.next()?;
@@ -299,12 +321,13 @@ enum Wire<'a> {
     },
     /// The user logged in on `node`: an older login elsewhere loses its login.
     LoginTaken { node: &'a str, session: u64 },
-    /// `user` joined the room on `node`: a membership of the same user elsewhere ends; other
-    /// members are told.
+    /// `user` joined the room on `node`, or became visible there: a membership of the same
+    /// user elsewhere ends; other members are told when it is visible.
     Joined {
         node: &'a str,
         user: &'a str,
         extra: &'a str,
+        visible: bool,
     },
     /// `user` left the room on `node`.
     Left {
@@ -391,11 +414,17 @@ impl<'a> Wire<'a> {
                 put_str(&mut out, node);
                 out.extend_from_slice(&session.to_be_bytes());
             }
-            Wire::Joined { node, user, extra } => {
+            Wire::Joined {
+                node,
+                user,
+                extra,
+                visible,
+            } => {
                 out.push(W_JOINED);
                 put_str(&mut out, node);
                 put_str(&mut out, user);
                 put_str(&mut out, extra);
+                out.push(u8::from(*visible));
             }
             Wire::Left {
                 node,
@@ -442,6 +471,7 @@ impl<'a> Wire<'a> {
                 node,
                 user: r.str()?,
                 extra: r.str()?,
+                visible: r.u8()? != 0,
             },
             W_LEFT => Wire::Left {
                 node,
@@ -470,7 +500,16 @@ pub(crate) enum Event {
         room: String,
         user: String,
         extra: String,
+        visible: bool,
         session: SessionHandle,
+    },
+    /// `user`, a member of `room` on this node, became visible or invisible.
+    Visibility {
+        app: Arc<str>,
+        room: String,
+        user: String,
+        extra: String,
+        visible: bool,
     },
     /// `user` is no longer in `room` on this node; `reason` is `None` when the membership
     /// moved to another node (nobody is told it left).
@@ -809,7 +848,7 @@ struct Manager {
     up: Arc<AtomicBool>,
     /// This node's logins: app → user → session.
     logins: HashMap<Arc<str>, HashMap<String, SessionId>>,
-    /// This node's rooms: (app, room) → member → extra.
+    /// This node's rooms: (app, room) → member → its [`member_value`].
     rooms: HashMap<(Arc<str>, String), HashMap<String, String>>,
     link: Option<Link>,
     generation: u64,
@@ -1065,11 +1104,16 @@ impl Manager {
                     .arg(&**app)
                     .arg(room)
                     .arg(&*self.node);
-                for (user, extra) in *members {
+                for (user, value) in *members {
+                    let (visible, extra) = parse_member_value(value);
+                    if !visible {
+                        continue;
+                    }
                     let joined = Wire::Joined {
                         node: &self.node,
                         user,
                         extra,
+                        visible,
                     }
                     .encode();
                     c.arg(user).arg(&joined[..]);
@@ -1201,11 +1245,13 @@ impl Manager {
                 room,
                 user,
                 extra,
+                visible,
                 session,
             } => {
                 let members = self.rooms.entry((app.clone(), room.clone())).or_default();
                 let first = members.is_empty();
-                members.insert(user.clone(), extra.clone());
+                let value = member_value(&extra, visible);
+                members.insert(user.clone(), value.clone());
                 if first {
                     self.subscribe(room_channel(&app, &room)).await?;
                 }
@@ -1217,12 +1263,13 @@ impl Manager {
                     node: &self.node,
                     user: &user,
                     extra: &extra,
+                    visible,
                 }
                 .encode();
                 let rooms_ttl = self.rooms_ttl_ms();
                 let index = rooms_index_key(&self.node);
                 let mut pipe = redis::pipe();
-                pipe.cmd("HSET").arg(&key).arg(&user).arg(&extra).ignore();
+                pipe.cmd("HSET").arg(&key).arg(&user).arg(&value).ignore();
                 pipe.cmd("PEXPIRE").arg(&key).arg(rooms_ttl).ignore();
                 pipe.cmd("ZADD")
                     .arg(&index)
@@ -1251,6 +1298,48 @@ impl Manager {
                     }
                 }
                 Ok(())
+            }
+            Event::Visibility {
+                app,
+                room,
+                user,
+                extra,
+                visible,
+            } => {
+                let k = (app.clone(), room.clone());
+                let Some(value) = self.rooms.get_mut(&k).and_then(|m| m.get_mut(&user)) else {
+                    return Ok(());
+                };
+                *value = member_value(&extra, visible);
+                if self.link.is_none() {
+                    return Ok(());
+                }
+                let mut pipe = redis::pipe();
+                pipe.cmd("HSET")
+                    .arg(room_key(&app, &room, &self.node))
+                    .arg(&user)
+                    .arg(&*value)
+                    .ignore();
+                let announce = match visible {
+                    true => Wire::Joined {
+                        node: &self.node,
+                        user: &user,
+                        extra: &extra,
+                        visible,
+                    },
+                    false => Wire::Left {
+                        node: &self.node,
+                        user: &user,
+                        extra: &extra,
+                        reason: LeaveReason::SwitchToInvisible as u8,
+                    },
+                }
+                .encode();
+                pipe.cmd("PUBLISH")
+                    .arg(room_channel(&app, &room))
+                    .arg(&announce[..])
+                    .ignore();
+                self.run_pipe("visibility", pipe).await
             }
             Event::Leave {
                 app,
@@ -1427,7 +1516,15 @@ fn dispatch(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
             let except = (!except.is_empty()).then_some(except);
             app.cluster_push_room(id, kind, &to, except, Bytes::copy_from_slice(body));
         }
-        ("r", Wire::Joined { user, extra, .. }) => app.cluster_joined(id, user, extra),
+        (
+            "r",
+            Wire::Joined {
+                user,
+                extra,
+                visible,
+                ..
+            },
+        ) => app.cluster_joined(id, user, extra, visible),
         (
             "r",
             Wire::Left {
@@ -1470,6 +1567,13 @@ mod tests {
                 node: "n3",
                 user: "u",
                 extra: "{\"x\":1}",
+                visible: true,
+            },
+            Wire::Joined {
+                node: "n3",
+                user: "v",
+                extra: "",
+                visible: false,
             },
             Wire::Left {
                 node: "n3",
@@ -1484,6 +1588,16 @@ mod tests {
         }
         assert_eq!(Wire::decode(b"\x09\x00\x01n"), None);
         assert_eq!(Wire::decode(b""), None);
+    }
+
+    #[test]
+    fn member_values() {
+        for (extra, visible) in [("", true), ("", false), ("0x", true), ("{\"a\":1}", false)] {
+            assert_eq!(
+                parse_member_value(&member_value(extra, visible)),
+                (visible, extra)
+            );
+        }
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub(crate) enum LeaveReason {
     Quit = 0,
     /// The user's connection dropped.
     Dropped = 1,
+    /// The user became invisible (it is still in the room).
+    SwitchToInvisible = 2,
 }
 
 /// What the hub queues for a session.
@@ -78,12 +80,49 @@ impl SessionHandle {
 struct Member {
     session: SessionHandle,
     extra: String,
+    /// Whether the other members are told about this one.
+    visible: bool,
 }
 
 /// One room: its members by user id. The fan-out structure of a broadcast.
 #[derive(Default)]
 struct Room {
     members: HashMap<String, Member>,
+}
+
+impl Room {
+    /// Queues the Member frame `f` (about `user`) for every other member.
+    fn tell_others(&self, user: &str, f: &Bytes) {
+        for (u, m) in &self.members {
+            if u != user {
+                m.session.deliver(Outbound::Frame(f.clone()));
+            }
+        }
+    }
+
+    /// Member frames describing the visible members but `user`.
+    fn visible_members(&self, room: &str, user: &str) -> Vec<Bytes> {
+        self.members
+            .iter()
+            .filter(|(u, m)| *u != user && m.visible)
+            .map(|(u, m)| member_frame(room, u, &m.extra, true, 0))
+            .collect()
+    }
+}
+
+/// The Member frame announcing that `user` became visible (joined) or invisible (left with
+/// reason SWITCH_TO_INVISIBLE).
+fn visibility_frame(room: &str, user: &str, extra: &str, visible: bool) -> Bytes {
+    match visible {
+        true => member_frame(room, user, extra, true, 0),
+        false => member_frame(
+            room,
+            user,
+            extra,
+            false,
+            LeaveReason::SwitchToInvisible as u8,
+        ),
+    }
 }
 
 #[derive(Default)]
@@ -228,16 +267,18 @@ impl App {
         }
     }
 
-    /// Adds `user` to `room` on `session`. An older membership of the same user on another
-    /// session is ended (told through its control queue; in a cluster, also on other nodes);
-    /// the other members are told about a new user. Returns Member frames describing the
-    /// users already in the room on this node (in a cluster, those on other nodes follow
-    /// through the session's queue).
+    /// Adds `user` to `room` on `session`, visible or not. An older membership of the same
+    /// user on another session is ended (told through its control queue; in a cluster, also
+    /// on other nodes); the other members are told about a new visible user, or about the
+    /// visibility change when an older membership had the other one. Returns Member frames
+    /// describing the visible users already in the room on this node (in a cluster, those on
+    /// other nodes follow through the session's queue).
     pub(crate) fn join(
         &self,
         room: &str,
         user: &str,
         extra: &str,
+        visible: bool,
         session: &SessionHandle,
     ) -> Vec<Bytes> {
         let mut st = self.state();
@@ -247,6 +288,7 @@ impl App {
             Member {
                 session: session.clone(),
                 extra: extra.to_owned(),
+                visible,
             },
         );
         if let Some(c) = self.cluster() {
@@ -255,30 +297,57 @@ impl App {
                 room: room.to_owned(),
                 user: user.to_owned(),
                 extra: extra.to_owned(),
+                visible,
                 session: session.clone(),
             });
         }
-        let replaced = match old {
-            Some(old) if old.session.id != session.id => {
+        let was_visible = old.map(|old| {
+            if old.session.id != session.id {
                 old.session.control(Control::RoomTaken(room.to_owned()));
-                true
             }
-            Some(_) => true,
-            None => false,
-        };
-        if !replaced {
-            let f = member_frame(room, user, extra, true, 0);
-            for (u, m) in &r.members {
-                if u != user {
-                    m.session.deliver(Outbound::Frame(f.clone()));
-                }
-            }
+            old.visible
+        });
+        // A new member is announced as a join; a membership taken over only when its
+        // visibility changed.
+        if was_visible.unwrap_or(false) != visible {
+            r.tell_others(user, &visibility_frame(room, user, extra, visible));
         }
-        r.members
-            .iter()
-            .filter(|(u, _)| *u != user)
-            .map(|(u, m)| member_frame(room, u, &m.extra, true, 0))
-            .collect()
+        r.visible_members(room, user)
+    }
+
+    /// Makes the membership of `user` in `room` on `session` visible or invisible, telling
+    /// the other members (on every node) when it changes. False when there is no such
+    /// membership.
+    pub(crate) fn set_visibility(
+        &self,
+        room: &str,
+        user: &str,
+        session: SessionId,
+        visible: bool,
+    ) -> bool {
+        let mut st = self.state();
+        let Some(r) = st.rooms.get_mut(room) else {
+            return false;
+        };
+        let Some(m) = r.members.get_mut(user).filter(|m| m.session.id == session) else {
+            return false;
+        };
+        if m.visible == visible {
+            return true;
+        }
+        m.visible = visible;
+        let extra = m.extra.clone();
+        if let Some(c) = self.cluster() {
+            c.event(Event::Visibility {
+                app: self.id.clone(),
+                room: room.to_owned(),
+                user: user.to_owned(),
+                extra: extra.clone(),
+                visible,
+            });
+        }
+        r.tell_others(user, &visibility_frame(room, user, &extra, visible));
+        true
     }
 
     /// Removes `user` from `room` if its membership belongs to `session`; the other members
@@ -300,16 +369,19 @@ impl App {
                 room: room.to_owned(),
                 user: user.to_owned(),
                 extra: left.extra.clone(),
-                reason: Some(reason),
+                // An invisible member leaves unannounced.
+                reason: left.visible.then_some(reason),
             });
         }
         if r.members.is_empty() {
             st.rooms.remove(room);
             return;
         }
-        let f = member_frame(room, user, &left.extra, false, reason as u8);
-        for m in r.members.values() {
-            m.session.deliver(Outbound::Frame(f.clone()));
+        if left.visible {
+            r.tell_others(
+                user,
+                &member_frame(room, user, &left.extra, false, reason as u8),
+            );
         }
     }
 
@@ -498,9 +570,10 @@ impl App {
         }
     }
 
-    /// From another node: `user` joined `room` there. Its membership here ends (without a
-    /// leave event: it is still in the room); otherwise the local members are told.
-    pub(crate) fn cluster_joined(&self, room: &str, user: &str, extra: &str) {
+    /// From another node: `user` joined `room` there, or became visible there. Its
+    /// membership here ends (without a leave event: it is still in the room); otherwise the
+    /// local members are told when it is visible.
+    pub(crate) fn cluster_joined(&self, room: &str, user: &str, extra: &str, visible: bool) {
         let mut st = self.state();
         let Some(r) = st.rooms.get_mut(room) else {
             return;
@@ -519,11 +592,15 @@ impl App {
                 });
             }
             old.session.control(Control::RoomTaken(room.to_owned()));
+            if old.visible != visible {
+                if let Some(r) = st.rooms.get(room) {
+                    r.tell_others(user, &visibility_frame(room, user, extra, visible));
+                }
+            }
             return;
         }
-        let f = member_frame(room, user, extra, true, 0);
-        for m in r.members.values() {
-            m.session.deliver(Outbound::Frame(f.clone()));
+        if visible {
+            r.tell_others(user, &member_frame(room, user, extra, true, 0));
         }
     }
 
@@ -537,10 +614,7 @@ impl App {
         if r.members.contains_key(user) {
             return;
         }
-        let f = member_frame(room, user, extra, false, reason);
-        for m in r.members.values() {
-            m.session.deliver(Outbound::Frame(f.clone()));
-        }
+        r.tell_others(user, &member_frame(room, user, extra, false, reason));
     }
 
     /// The number of users logged in and the number of non-empty rooms.

@@ -831,8 +831,9 @@ impl Session {
                 room,
                 user,
                 extra,
+                visible,
                 ..
-            } => self.join(token, room, user, extra),
+            } => self.join(token, room, user, extra, visible),
             _ if self.user.is_none() => (Code::NotLoginSession, none),
             ClientFrame::Logout { .. } => {
                 if !self.logged_in {
@@ -874,6 +875,13 @@ impl Session {
                 (Code::Ok, vec![u8::from(online)])
             }
             ClientFrame::UpdateToken { room, token, .. } => (self.update_token(room, token), none),
+            ClientFrame::SetVisibility { room, visible, .. } => {
+                let member = self.rooms.contains(room)
+                    && self
+                        .app
+                        .set_visibility(room, self.user_id(), self.handle.id, visible);
+                (if member { Code::Ok } else { Code::NotJoin }, none)
+            }
             // Answered by `on_frame`.
             ClientFrame::SetServerParams { .. }
             | ClientFrame::SendServer { .. }
@@ -935,7 +943,14 @@ impl Session {
     }
 
     /// A Join: the code and, on success, the member list of the room.
-    fn join(&mut self, token: &str, room: &str, user: &str, extra: &str) -> (Code, Vec<u8>) {
+    fn join(
+        &mut self,
+        token: &str,
+        room: &str,
+        user: &str,
+        extra: &str,
+        visible: bool,
+    ) -> (Code, Vec<u8>) {
         if let Err(c) = self.check_user(user) {
             return (c, Vec::new());
         }
@@ -961,7 +976,7 @@ impl Session {
         self.user = Some(user.to_owned());
         self.rooms.insert(room.to_owned());
         self.lost_rooms.remove(room);
-        let existing = self.app.join(room, user, extra, &self.handle);
+        let existing = self.app.join(room, user, extra, visible, &self.handle);
         let members: Vec<(String, String)> = existing
             .iter()
             .filter_map(|f| match decode_server(f) {

@@ -77,6 +77,7 @@ fn join(token: impl Fn(&str) -> String + 'static, room: &'static str, extra: Str
             room,
             user,
             extra: &extra,
+            visible: true,
         })
     })
 }

@@ -876,3 +876,41 @@ async fn metrics_move() {
     assert!(after.contains("rtm_callback_duration_seconds"));
     assert!(after.trim_end().ends_with("# EOF"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invisible_members_across_nodes() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a").await;
+    let mut b = Node::start(&redis, "b").await;
+
+    let mut alice = in_room(&redis, &a, "alice").await;
+    // bob joins invisible on node b: told about alice, never announced to her.
+    let mut bob = b.client().await;
+    assert_eq!(bob.join_as("room", "bob", false).await, 0);
+    wait_member(&redis, &b, "room", "bob").await;
+    assert_eq!(next_member(&mut bob, "alice").await, (true, 0));
+    // carol (visible, node b) is announced to alice; carol hears of alice only.
+    let mut carol = in_room(&redis, &b, "carol").await;
+    assert_eq!(next_member(&mut alice, "carol").await, (true, 0));
+    assert_eq!(next_member(&mut carol, "alice").await, (true, 0));
+    assert!(member_frames(&mut carol, "bob", Duration::from_millis(300))
+        .await
+        .is_empty());
+    // bob is a receiver across nodes.
+    assert_eq!(send_user(&mut alice, "room", "bob", "hi bob").await, 0);
+    assert_eq!(next_push(&mut bob).await.3, "hi bob");
+    // Visibility changes reach the other node.
+    assert_eq!(bob.set_visibility("room", true).await, 0);
+    assert_eq!(next_member(&mut alice, "bob").await, (true, 0));
+    assert_eq!(bob.set_visibility("room", false).await, 0);
+    assert_eq!(next_member(&mut alice, "bob").await, (false, 2));
+    // Node b dies: its visible member is reported dropped, its invisible one is not.
+    b.kill();
+    assert_eq!(next_member(&mut alice, "carol").await, (false, 1));
+    assert!(
+        member_frames(&mut alice, "bob", Duration::from_millis(TTL_MS * 2))
+            .await
+            .is_empty(),
+        "an invisible member's drop is not announced"
+    );
+}

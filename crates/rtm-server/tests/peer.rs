@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use futures::StreamExt;
 use rtm_protocol::code::Code;
-use rtm_protocol::frame::{decode_server, ClientFrame, PushKind, ServerFrame};
+use rtm_protocol::frame::{decode_members, decode_server, ClientFrame, PushKind, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
 
 const OK: u16 = 0;
@@ -76,6 +76,7 @@ async fn join_extra(cl: &mut Client, room: &str, user: &str, extra: &str) -> u16
         room,
         user,
         extra,
+        visible: true,
     })
     .await
     .0
@@ -511,5 +512,101 @@ async fn member_frames_carry_extra_info_and_reasons() {
     let req = cl.req();
     assert_eq!(cl.call(&ClientFrame::Leave { req, room: "r" }).await.0, OK);
     b.expect_silence(Duration::from_millis(100)).await;
+    s.shutdown().await.unwrap();
+}
+
+/// Joins `room` as `user` with extra `user`'s initial, visible or not; returns the member
+/// list of the reply (sorted).
+async fn join_visible(cl: &mut Client, room: &str, user: &str, visible: bool) -> Vec<String> {
+    let t = token(room, user);
+    let req = cl.req();
+    let (code, data) = cl
+        .call(&ClientFrame::Join {
+            req,
+            token: &t,
+            room,
+            user,
+            extra: &user[..1],
+            visible,
+        })
+        .await;
+    assert_eq!(code, OK, "join {user}");
+    let mut users: Vec<String> = decode_members(&data)
+        .expect("member list")
+        .into_iter()
+        .map(|(u, _)| u.to_owned())
+        .collect();
+    users.sort();
+    users
+}
+
+#[tokio::test]
+async fn invisible_members_receive_and_are_not_announced() {
+    let s = server().await;
+    let addr = s.local_addr();
+    let mut a = connect(addr, APP).await;
+    let mut b = connect(addr, APP).await;
+    let mut cl = connect(addr, APP).await;
+    assert!(join_visible(&mut a, "r", "alice", true).await.is_empty());
+    // An invisible joiner hears of the visible members; nobody hears of it.
+    assert_eq!(join_visible(&mut b, "r", "bob", false).await, ["alice"]);
+    assert_eq!(
+        next_member(&mut b).await,
+        member("r", "alice", "a", true, 0)
+    );
+    a.expect_silence(Duration::from_millis(100)).await;
+    // A later joiner is not told about it either.
+    assert_eq!(join_visible(&mut cl, "r", "carol", true).await, ["alice"]);
+    assert_eq!(
+        next_member(&mut cl).await,
+        member("r", "alice", "a", true, 0)
+    );
+    cl.expect_silence(Duration::from_millis(100)).await;
+    assert_eq!(
+        next_member(&mut a).await,
+        member("r", "carol", "c", true, 0)
+    );
+    assert_eq!(
+        next_member(&mut b).await,
+        member("r", "carol", "c", true, 0)
+    );
+    // It is a full member: a receiver of user and room messages, and a sender.
+    assert_eq!(send_user(&mut a, "r", "bob", false, b"to bob").await, OK);
+    assert_eq!(next_push(&mut b).await.5, b"to bob");
+    assert_eq!(send_room(&mut cl, "r", false, b"all").await, OK);
+    assert_eq!(next_push(&mut b).await.5, b"all");
+    assert_eq!(next_push(&mut a).await.5, b"all");
+    assert_eq!(send_room(&mut b, "r", false, b"from bob").await, OK);
+    assert_eq!(next_push(&mut a).await.3, "bob");
+    assert_eq!(next_push(&mut cl).await.3, "bob");
+    // Becoming visible is a join for the others; setting it again changes nothing.
+    assert_eq!(b.set_visibility("r", true).await, OK);
+    assert_eq!(next_member(&mut a).await, member("r", "bob", "b", true, 0));
+    assert_eq!(next_member(&mut cl).await, member("r", "bob", "b", true, 0));
+    assert_eq!(b.set_visibility("r", true).await, OK);
+    a.expect_silence(Duration::from_millis(100)).await;
+    // Becoming invisible is a leave with SWITCH_TO_INVISIBLE (2).
+    assert_eq!(b.set_visibility("r", false).await, OK);
+    assert_eq!(next_member(&mut a).await, member("r", "bob", "b", false, 2));
+    assert_eq!(
+        next_member(&mut cl).await,
+        member("r", "bob", "b", false, 2)
+    );
+    // Outside the room: NOT_JOIN.
+    assert_eq!(b.set_visibility("elsewhere", true).await, c(Code::NotJoin));
+    // An invisible member leaves (or drops) unannounced.
+    let req = b.req();
+    assert_eq!(b.call(&ClientFrame::Leave { req, room: "r" }).await.0, OK);
+    a.expect_silence(Duration::from_millis(100)).await;
+    assert!(join_visible(&mut b, "r", "bob", false).await.len() == 2);
+    b.close().await;
+    a.expect_silence(Duration::from_millis(200)).await;
+    // A duplicate join that changes the visibility is announced as that change.
+    let mut c2 = connect(addr, APP).await;
+    assert_eq!(join_visible(&mut c2, "r", "carol", false).await, ["alice"]);
+    assert_eq!(
+        next_member(&mut a).await,
+        member("r", "carol", "c", false, 2)
+    );
     s.shutdown().await.unwrap();
 }

@@ -133,6 +133,7 @@ async fn room_members_see_nothing_during_a_resume_and_dropped_after_the_window()
             room: "r1",
             user: "carol",
             extra: "c",
+            visible: true,
         })
         .await;
     assert_eq!(code, 0);
@@ -162,6 +163,7 @@ async fn room_members_see_nothing_during_a_resume_and_dropped_after_the_window()
             room: "r1",
             user: "alice",
             extra: "",
+            visible: true,
         })
         .await;
     assert_eq!(code, 0);

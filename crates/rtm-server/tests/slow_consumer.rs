@@ -127,6 +127,7 @@ async fn a_reader_that_stops_is_cut_off_and_the_others_get_everything() {
         room: ROOM,
         user,
         extra: "",
+        visible: true,
     };
     assert_eq!(call(&mut slow, &join).await, 0);
 
@@ -248,6 +249,7 @@ async fn joining_a_room_larger_than_the_queue_is_not_slow() {
         room: ROOM,
         user: "late",
         extra: "",
+        visible: true,
     })
     .await;
     assert!(matches!(late.next_any().await, Got::Reply { code: 0, .. }));

@@ -237,6 +237,7 @@ async fn bad_tokens() {
                 room: "room1",
                 user: "alice",
                 extra: "",
+                visible: true,
             })
             .await
             .0;
@@ -278,7 +279,8 @@ async fn invalid_ids_and_extra() {
                 token: &t,
                 room,
                 user: "alice",
-                extra: ""
+                extra: "",
+                visible: true,
             })
             .await
             .0,
@@ -295,7 +297,8 @@ async fn invalid_ids_and_extra() {
             token: &t,
             room: "r",
             user: "alice",
-            extra: &extra
+            extra: &extra,
+            visible: true,
         })
         .await
         .0,
@@ -309,7 +312,8 @@ async fn invalid_ids_and_extra() {
             token: &t,
             room: "r",
             user: "alice",
-            extra: &extra
+            extra: &extra,
+            visible: true,
         })
         .await
         .0,

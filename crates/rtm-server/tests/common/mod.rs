@@ -238,6 +238,11 @@ impl Client {
     }
 
     pub async fn join(&mut self, room: &str, user: &str) -> u16 {
+        self.join_as(room, user, true).await
+    }
+
+    /// Joins visible or invisible.
+    pub async fn join_as(&mut self, room: &str, user: &str, visible: bool) -> u16 {
         let t = token(room, user);
         let req = self.req();
         self.call(&ClientFrame::Join {
@@ -246,9 +251,18 @@ impl Client {
             room,
             user,
             extra: "",
+            visible,
         })
         .await
         .0
+    }
+
+    /// Becomes visible or invisible in `room`.
+    pub async fn set_visibility(&mut self, room: &str, visible: bool) -> u16 {
+        let req = self.req();
+        self.call(&ClientFrame::SetVisibility { req, room, visible })
+            .await
+            .0
     }
 
     pub async fn ping(&mut self) -> u16 {
