@@ -75,8 +75,12 @@ pub fn print(files: &[PathBuf]) -> Result<(), String> {
                 })
                 .unwrap_or_default()
             };
+            let name = match r["invisible"].as_bool() {
+                Some(true) => format!("{s} (invisible members)"),
+                _ => s.to_owned(),
+            };
             println!(
-                "| {s} | {} | {kd:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {name} | {} | {kd:.0} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |",
                 r["connected"],
                 k.map(|x| format!("{:.0}", f(&x["rate"])))
                     .unwrap_or_default(),
