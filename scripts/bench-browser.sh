@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The browser benchmark (BENCHMARKS.md, "Browser"): in one headless Chromium, a page receives
 # 100,000 pushed ~100-byte messages on a bare WebSocket (bare-server), then from rtm-server
-# (OpenAPI SendUnicast) on a plain WebSocket without the SDK ("raw"), then through the SDK;
-# prints events/s of each and the ratios SDK/bare, raw/bare and SDK/raw. Loopback only;
-# bounded (timeout 120 s); stops the servers it starts.
+# (OpenAPI SendUnicast) on a plain WebSocket without the SDK ("raw"), then through the SDK,
+# then both again with the messages sent by a peer rtm client (sendUserMessageOutsideRoom on
+# a WebSocket, as the bare publisher sends: "raw-peer", "sdk-peer"); prints events/s of each
+# and the ratios. Loopback only; bounded (timeout 180 s); stops the servers it starts.
 #
 # Environment: BENCH_BROWSER_N (default 100000), BENCH_PAYLOAD (default 100),
-#   BENCH_BROWSER_ARGS (extra run.mjs flags, e.g. "--window 4000 --concurrency 64 --order sdk,bare";
-#   phases: bare, bare-binary, raw, sdk),
+#   BENCH_BROWSER_ORDER (phases, default bare,raw,sdk,raw-peer,sdk-peer; also bare-binary),
+#   BENCH_BROWSER_ARGS (extra run.mjs flags, e.g. "--window 4000 --concurrency 64"),
 #   BENCH_BROWSER_PKG (an SDK package directory to measure instead of building pkg/ from the
 #   working tree, e.g. a copy of an older build for an A/B comparison)
 set -euo pipefail
@@ -47,6 +48,7 @@ cp -r "$pkg" "$www/pkg"
 cat > "$out/rtm.toml" <<EOT
 openapi_rate = 1000000
 session_queue = 16384
+max_messages_per_sec = 0
 [[apps]]
 app_id = "$APP_ID"
 app_key = "$APP_KEY"
@@ -72,11 +74,13 @@ wait_port $RTM_PORT
 wait_port $BARE_PORT
 
 token=$(target/release/rtm-server token --app-id $APP_ID --app-key $APP_KEY --user $USER_ID)
+pub_token=$(target/release/rtm-server token --app-id $APP_ID --app-key $APP_KEY --user benchpub)
 
 echo "==> browser: $N messages of $PAYLOAD bytes, SDK vs bare WebSocket (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 # shellcheck disable=SC2086
-timeout 120 node --experimental-websocket --no-warnings crates/rtm-bench/browser/run.mjs --rtm "http://127.0.0.1:$RTM_PORT" \
+timeout 180 node --experimental-websocket --no-warnings crates/rtm-bench/browser/run.mjs --rtm "http://127.0.0.1:$RTM_PORT" \
   --bare "ws://127.0.0.1:$BARE_PORT/sub" --rtm-pid "$rtm_pid" --bare-pid "$bare_pid" \
   --app-id $APP_ID --token "$token" --user $USER_ID --ak $AK --sk $SK \
+  --pub-user benchpub --pub-token "$pub_token" --order "${BENCH_BROWSER_ORDER:-bare,raw,sdk,raw-peer,sdk-peer}" \
   --n "$N" --size "$PAYLOAD" --json "$out/browser.json" ${BENCH_BROWSER_ARGS:-}
 echo "==> machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -40,9 +40,9 @@ const PHASE_TIMEOUT_MS = Number(args['phase-timeout'] ?? 50000);
 const CHROMIUM = args.chromium ?? '/usr/bin/chromium';
 
 const hardStop = setTimeout(() => {
-  console.error('browser bench: overall time limit (120 s) reached');
+  console.error('browser bench: overall time limit (180 s) reached');
   process.exit(2);
-}, 120000);
+}, 180000);
 
 // ---- CPU accounting (/proc): ticks of a pid, of our descendants (Chromium) ----
 const HZ = 100;
@@ -165,6 +165,63 @@ function makeRtmPublisher() {
   };
 }
 
+// rtm's peer publisher (phases raw-peer, sdk-peer): a second rtm client, logged in as
+// --pub-user, sending SendUser frames (sendUserMessageOutsideRoom) on one WebSocket, as the
+// bare publisher sends on /pub; CONCURRENCY requests awaiting their Reply at most. The server's
+// per-connection message budget must be off (max_messages_per_sec = 0).
+const varint = (n) => {
+  const out = [];
+  for (let v = BigInt(n); ; v >>= 7n) {
+    if (v < 0x80n) { out.push(Number(v)); return out; }
+    out.push(Number(v & 0x7fn) | 0x80);
+  }
+};
+const str = (x) => { const b = Buffer.from(x); return [...varint(b.length), ...b]; };
+async function makePeerPublisher() {
+  const ws = new WebSocket(`${args.rtm.replace(/^http/, 'ws')}/rtm?appId=${args['app-id']}`, 'rtm.v1');
+  ws.binaryType = 'arraybuffer';
+  await new Promise((r, j) => { ws.onopen = r; ws.onerror = () => j(new Error('cannot open the rtm publisher socket')); });
+  let failed = 0, firstError = null, req = 0, inFlight = 0;
+  const waiting = new Map();
+  let loggedIn;
+  const login = new Promise((r) => (loggedIn = r));
+  ws.onmessage = (e) => {
+    const b = new Uint8Array(e.data);
+    if (b[0] !== 0x80) return; // replies only (the Welcome and pings' replies aside)
+    let i = 1, id = 0, shift = 0;
+    for (; b[i] & 0x80; i++, shift += 7) id += (b[i] & 0x7f) * 2 ** shift;
+    id += b[i++] * 2 ** shift;
+    let code = 0; shift = 0;
+    for (; b[i] & 0x80; i++, shift += 7) code += (b[i] & 0x7f) * 2 ** shift;
+    code += b[i] * 2 ** shift;
+    if (id === 1) { loggedIn(code); return; }
+    const done = waiting.get(id);
+    if (!done) return;
+    waiting.delete(id);
+    inFlight--;
+    if (code !== 0) { failed++; firstError ??= `SendUser answered code ${code}`; }
+    done();
+  };
+  ws.send(new Uint8Array([0x01, ...varint(++req), ...str(args['pub-token']), ...str(args['pub-user'])]));
+  const code = await withTimeout(login, 5000, 'publisher login');
+  if (code !== 0) throw new Error(`publisher login answered code ${code}`);
+  const to = str(args.user);
+  return {
+    name: 'peer',
+    canSend: () => inFlight < CONCURRENCY,
+    failed: () => failed,
+    firstError: () => firstError,
+    send(k, onDone) {
+      const id = ++req;
+      inFlight++;
+      waiting.set(id, onDone);
+      // SendUser { req, msg_id, room: "", to, binary: false, payload }
+      ws.send(new Uint8Array([0x07, ...varint(id), ...varint(id), 0x00, ...to, 0x00, ...str(payload(k))]));
+    },
+    close: () => ws.close(),
+  };
+}
+
 async function makeBarePublisher(binary = false) {
   const pubUrl = args.bare.replace(/\/sub$/, '/pub');
   // Node 20's WebSocket (undici) needs --experimental-websocket; Node 22 has it by default.
@@ -183,7 +240,8 @@ async function makeBarePublisher(binary = false) {
 
 // ---- the control server the page talks to ----
 const phases = (args.order ?? 'bare,raw,sdk').split(',');
-for (const k of phases) if (!['bare', 'bare-binary', 'raw', 'sdk'].includes(k)) throw new Error(`unknown phase ${k}`);
+for (const k of phases) if (!['bare', 'bare-binary', 'raw', 'sdk', 'raw-peer', 'sdk-peer'].includes(k)) throw new Error(`unknown phase ${k}`);
+if (phases.some((k) => k.endsWith('-peer')) && !(args['pub-token'] && args['pub-user'])) throw new Error('the -peer phases need --pub-user and --pub-token');
 let received = 0;
 let wake = () => {};
 let onReady = null, onResult = null;
@@ -198,7 +256,7 @@ const ctl = http.createServer((req, res) => {
       const kind = phases.shift();
       const p = !kind ? { done: true }
         : kind.startsWith('bare') ? { kind: 'bare', url: args.bare, n: N, every: EVERY }
-        : { kind, serverUrl: args.rtm, appId: args['app-id'], token: args.token, userId: args.user, n: N, every: EVERY };
+        : { kind: kind.replace(/-peer$/, ''), serverUrl: args.rtm, appId: args['app-id'], token: args.token, userId: args.user, n: N, every: EVERY };
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify(p));
       return;
@@ -288,7 +346,7 @@ try {
       r = await phase(pub, Number(args['bare-pid'] ?? 0), result);
       pub.close();
     } else {
-      const pub = makeRtmPublisher();
+      const pub = which.endsWith('-peer') ? await makePeerPublisher() : makeRtmPublisher();
       r = await phase(pub, Number(args['rtm-pid'] ?? 0), result);
       pub.close();
       r.server = which;
@@ -306,6 +364,10 @@ try {
   const raw = results.find((r) => r.server === 'raw');
   if (raw && bare) console.log(`ratio raw/bare events/s (the rtm pipeline without the SDK): ${(raw.events_per_s / bare.events_per_s).toFixed(2)}`);
   if (raw && sdk) console.log(`ratio SDK/raw events/s (the SDK's own share): ${(sdk.events_per_s / raw.events_per_s).toFixed(2)}`);
+  const sdkPeer = results.find((r) => r.server === 'sdk-peer'), rawPeer = results.find((r) => r.server === 'raw-peer');
+  if (sdkPeer && bare) console.log(`ratio SDK/bare events/s, pushed by a peer (sendUserMessageOutsideRoom): ${(sdkPeer.events_per_s / bare.events_per_s).toFixed(2)}`);
+  if (rawPeer && bare) console.log(`ratio raw/bare events/s, pushed by a peer: ${(rawPeer.events_per_s / bare.events_per_s).toFixed(2)}`);
+  if (rawPeer && sdkPeer) console.log(`ratio SDK/raw events/s, pushed by a peer: ${(sdkPeer.events_per_s / rawPeer.events_per_s).toFixed(2)}`);
   if (args.json) writeFileSync(args.json, JSON.stringify({ chromium: version, n: N, size: SIZE, window: WINDOW, concurrency: CONCURRENCY, results }, null, 2));
 } catch (e) {
   console.error(`browser bench failed: ${e.stack ?? e}`);
