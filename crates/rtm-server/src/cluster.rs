@@ -145,8 +145,9 @@ return out
 
 /// Reaps dead nodes. For each room in a dead node's index (at most `ARGV[1]` rooms per call),
 /// publishes a `Left` message (reason DROPPED, from the dead node) on the room's channel for
-/// every visible member the dead node had there that is not in that room on a live node, then deletes
-/// the room key. A dead node whose index is empty is removed from `rtm:nodes`.
+/// every visible member the dead node had there that is not in that room on a live node
+/// (invisible members leave unannounced), then deletes the room key. A dead node whose index
+/// is empty is removed from `rtm:nodes`.
 ///
 /// `ARGV[2]` is the calling node. With `ARGV[3]` = `other`, the dead nodes are the other nodes
 /// whose liveness key is gone, and a forgotten node gets a tombstone `rtm:reaped:{node}`

@@ -113,16 +113,12 @@ impl Room {
 /// The Member frame announcing that `user` became visible (joined) or invisible (left with
 /// reason SWITCH_TO_INVISIBLE).
 fn visibility_frame(room: &str, user: &str, extra: &str, visible: bool) -> Bytes {
-    match visible {
-        true => member_frame(room, user, extra, true, 0),
-        false => member_frame(
-            room,
-            user,
-            extra,
-            false,
-            LeaveReason::SwitchToInvisible as u8,
-        ),
-    }
+    let reason = if visible {
+        0
+    } else {
+        LeaveReason::SwitchToInvisible as u8
+    };
+    member_frame(room, user, extra, visible, reason)
 }
 
 #[derive(Default)]
