@@ -148,7 +148,7 @@ async function checkConsumer(t, url, { worker = false } = {}) {
       CONNECTION_STATE_RECONNECTED: 5,
       CONNECTION_STATE_LOST: 6,
     });
-    for (const m of ['on', 'once', 'off', 'login', 'logout', 'joinRoom', 'leaveRoom', 'setServerParams', 'sendServerMessage']) {
+    for (const m of ['on', 'once', 'off', 'login', 'logout', 'joinRoom', 'leaveRoom', 'setUserVisibility', 'setServerParams', 'sendServerMessage']) {
       assert.ok(s.engineMethods.includes(m), `engine.${m} exists`);
     }
     assert.equal(s.badLogin.isError, true, `login with a bad user id rejects with an Error: ${JSON.stringify(s.badLogin)}`);

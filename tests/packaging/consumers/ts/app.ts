@@ -91,6 +91,9 @@ async function flows(): Promise<void> {
   const m5: number = await engine.sendRoomMessage('hi all');
   const m6: number = await engine.sendRoomBinaryMessage(new ArrayBuffer(2));
   await engine.updateToken('room-token');
+  await engine.setUserVisibility(false);
+  // @ts-expect-error visibility is a boolean
+  await engine.setUserVisibility('no');
   await engine.leaveRoom();
   await engine.logout();
   console.log(loggedIn, online, id, body, m1, m2, m3, m4, m5, m6);
