@@ -67,7 +67,14 @@ async fn next_member(cl: &mut Client) -> Member {
     }
 }
 
-async fn join_extra(cl: &mut Client, room: &str, user: &str, extra: &str) -> u16 {
+/// Joins with `extra`, visible or not: the reply's code and data.
+async fn join_with(
+    cl: &mut Client,
+    room: &str,
+    user: &str,
+    extra: &str,
+    visible: bool,
+) -> (u16, Vec<u8>) {
     let t = token(room, user);
     let req = cl.req();
     cl.call(&ClientFrame::Join {
@@ -76,10 +83,13 @@ async fn join_extra(cl: &mut Client, room: &str, user: &str, extra: &str) -> u16
         room,
         user,
         extra,
-        visible: true,
+        visible,
     })
     .await
-    .0
+}
+
+async fn join_extra(cl: &mut Client, room: &str, user: &str, extra: &str) -> u16 {
+    join_with(cl, room, user, extra, true).await.0
 }
 
 async fn send_user(cl: &mut Client, room: &str, to: &str, binary: bool, payload: &[u8]) -> u16 {
@@ -518,18 +528,7 @@ async fn member_frames_carry_extra_info_and_reasons() {
 /// Joins `room` as `user` with extra `user`'s initial, visible or not; returns the member
 /// list of the reply (sorted).
 async fn join_visible(cl: &mut Client, room: &str, user: &str, visible: bool) -> Vec<String> {
-    let t = token(room, user);
-    let req = cl.req();
-    let (code, data) = cl
-        .call(&ClientFrame::Join {
-            req,
-            token: &t,
-            room,
-            user,
-            extra: &user[..1],
-            visible,
-        })
-        .await;
+    let (code, data) = join_with(cl, room, user, &user[..1], visible).await;
     assert_eq!(code, OK, "join {user}");
     let mut users: Vec<String> = decode_members(&data)
         .expect("member list")
