@@ -349,6 +349,30 @@ fn ws_cases() -> Vec<WsCase> {
             Reply(Code::NotJoin),
         ),
         c(
+            "visibility in a room not joined",
+            LoggedIn,
+            frame(|_| {
+                encode_client(&ClientFrame::SetVisibility {
+                    req: 100,
+                    room: "r1",
+                    visible: false,
+                })
+            }),
+            Reply(Code::NotJoin),
+        ),
+        c(
+            "visibility before login",
+            Fresh,
+            frame(|_| {
+                encode_client(&ClientFrame::SetVisibility {
+                    req: 100,
+                    room: "r1",
+                    visible: true,
+                })
+            }),
+            Reply(Code::NotLoginSession),
+        ),
+        c(
             "server message without server params",
             LoggedIn,
             frame(|_| {
@@ -447,6 +471,20 @@ fn ws_cases() -> Vec<WsCase> {
             LoggedIn,
             Input::Raw(vec![0x06, 0x09, 0x01, 0x02, 0x01, b'x']),
             ReplyThenClose(9, Code::ProtocolError, close::PROTOCOL_ERROR),
+        ),
+        c(
+            "visibility byte 2",
+            LoggedIn,
+            Input::Raw(vec![0x0d, 0x0a, 0x02, b'r', b'1', 0x02]),
+            ReplyThenClose(10, Code::ProtocolError, close::PROTOCOL_ERROR),
+        ),
+        c(
+            "join without its visibility byte",
+            Fresh,
+            Input::Raw(vec![
+                0x03, 0x0b, 0x01, b't', 0x02, b'r', b'1', 0x01, b'u', 0x00,
+            ]),
+            ReplyThenClose(11, Code::ProtocolError, close::PROTOCOL_ERROR),
         ),
         c(
             "message over the frame limit",
