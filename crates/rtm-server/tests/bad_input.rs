@@ -82,6 +82,16 @@ fn join(token: impl Fn(&str) -> String + 'static, room: &'static str, extra: Str
     })
 }
 
+fn set_visibility(room: &'static str, visible: bool) -> Input {
+    frame(move |_| {
+        encode_client(&ClientFrame::SetVisibility {
+            req: 100,
+            room,
+            visible,
+        })
+    })
+}
+
 fn send_user(to: Option<&'static str>, payload: Vec<u8>) -> Input {
     frame(move |user| {
         encode_client(&ClientFrame::SendUser {
@@ -351,25 +361,13 @@ fn ws_cases() -> Vec<WsCase> {
         c(
             "visibility in a room not joined",
             LoggedIn,
-            frame(|_| {
-                encode_client(&ClientFrame::SetVisibility {
-                    req: 100,
-                    room: "r1",
-                    visible: false,
-                })
-            }),
+            set_visibility("r1", false),
             Reply(Code::NotJoin),
         ),
         c(
             "visibility before login",
             Fresh,
-            frame(|_| {
-                encode_client(&ClientFrame::SetVisibility {
-                    req: 100,
-                    room: "r1",
-                    visible: true,
-                })
-            }),
+            set_visibility("r1", true),
             Reply(Code::NotLoginSession),
         ),
         c(
