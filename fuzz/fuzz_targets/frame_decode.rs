@@ -1,11 +1,11 @@
-//! The frame decoders on arbitrary bytes: they never panic, and whatever decodes re-encodes
-//! (in the shortest form) to bytes that decode to the same frame.
+//! The frame decoders and the batch splitter on arbitrary bytes: they never panic, and
+//! whatever decodes re-encodes (in the shortest form) to bytes that decode to the same frame.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use rtm_protocol::frame::{
     decode_client, decode_server, encode_client, encode_push_body, encode_push_frame,
-    encode_server, peek_req, ServerFrame,
+    encode_server, peek_req, server_frames, ServerFrame,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -28,6 +28,16 @@ fuzz_target!(|data: &[u8]| {
         // Encoding a broadcast once and prefixing the sequence number is the same frame.
         if let ServerFrame::Push { seq, push } = &f {
             assert_eq!(encode_push_frame(*seq, &encode_push_body(push)), again);
+        }
+    }
+    // The same bytes as a message that may be a batch: split, each frame decoded, and
+    // nothing after an error in the batch.
+    let mut failed = false;
+    for f in server_frames(data) {
+        assert!(!failed, "a frame after a split error");
+        failed = f.is_err();
+        if let Ok(f) = f {
+            let _ = decode_server(f);
         }
     }
 });

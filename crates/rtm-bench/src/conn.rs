@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
-use rtm_protocol::frame::{decode_server, encode_client, ClientFrame, ServerFrame};
+use rtm_protocol::frame::{decode_server, encode_client, server_frames, ClientFrame, ServerFrame};
 use rtm_protocol::token::{AccessToken, Privilege};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -125,7 +125,8 @@ pub async fn open(t: &Target, i: usize, path: &str) -> Result<Ws, String> {
 /// The path a client of `kind` opens.
 pub fn client_path(t: &Target) -> String {
     match t.kind {
-        Kind::Rtm => format!("/rtm?appId={}", t.app_id),
+        // As the SDK connects: the server may batch frames that are ready together.
+        Kind::Rtm => format!("/rtm?appId={}&batch=1", t.app_id),
         Kind::Socketio => "/socket.io/?EIO=4&transport=websocket".into(),
         Kind::Bare => "/sub".into(),
     }
@@ -216,18 +217,20 @@ pub async fn expect_reply(ws: &mut Ws, req: u32) -> Result<Vec<u8>, String> {
             }
             continue;
         };
-        match decode_server(&b) {
-            Ok(ServerFrame::Reply { req: r, code, data }) if r == req => {
-                if code != 0 {
-                    return Err(format!("reply code {code}"));
+        for f in server_frames(&b) {
+            match f.and_then(decode_server) {
+                Ok(ServerFrame::Reply { req: r, code, data }) if r == req => {
+                    if code != 0 {
+                        return Err(format!("reply code {code}"));
+                    }
+                    return Ok(data.to_vec());
                 }
-                return Ok(data.to_vec());
+                Ok(ServerFrame::Notice { code, detail, .. }) => {
+                    return Err(format!("notice {code}: {detail}"))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("undecodable frame: {e}")),
             }
-            Ok(ServerFrame::Notice { code, detail, .. }) => {
-                return Err(format!("notice {code}: {detail}"))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(format!("undecodable frame: {e}")),
         }
     }
 }
@@ -274,10 +277,22 @@ pub async fn receive(kind: Kind, mut ws: Ws) {
     let rec = recorder();
     while let Some(Ok(m)) = ws.next().await {
         let stamp = match (&m, kind) {
-            (Message::Binary(b), Kind::Rtm) => match decode_server(b) {
-                Ok(ServerFrame::Push { push, .. }) => parse_stamp(push.payload),
-                _ => None,
-            },
+            (Message::Binary(b), Kind::Rtm) => {
+                for f in server_frames(b) {
+                    match f.and_then(decode_server) {
+                        Ok(ServerFrame::Push { push, .. }) => match parse_stamp(push.payload) {
+                            Some(s) => rec.delivery(s),
+                            None => {
+                                rec.other.fetch_add(1, Ordering::Relaxed);
+                            }
+                        },
+                        _ => {
+                            rec.other.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                continue;
+            }
             (Message::Binary(b), Kind::Bare) => parse_stamp(b),
             (Message::Text(t), Kind::Socketio) => {
                 let t = t.as_str();

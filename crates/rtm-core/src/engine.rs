@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use rtm_protocol::code::Code;
 use rtm_protocol::frame::{
-    decode_members, decode_server, encode_client, ClientFrame, PushKind, ServerFrame,
+    decode_members, decode_server, encode_client, server_frames, ClientFrame, PushKind, ServerFrame,
 };
 use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::MAX_MESSAGE_BYTES;
@@ -733,20 +733,27 @@ impl Engine {
         }
     }
 
-    /// One binary frame arrived.
+    /// One binary WebSocket message arrived: a server frame, or a batch of them.
     pub fn handle_frame(&mut self, now: u64, bytes: &[u8]) {
         if self.conn != Conn::Open {
             return;
         }
         self.last_rx = now;
         self.probe_deadline = None;
-        match decode_server(bytes) {
-            Ok(frame) => self.on_frame(now, frame),
-            Err(_) => {
-                self.transmits.push_back(Transmit::Close {
-                    code: CLOSE_PROTOCOL_ERROR,
-                });
-                self.connection_lost(now, LostCause::ProtocolError);
+        for frame in server_frames(bytes) {
+            match frame.and_then(decode_server) {
+                Ok(frame) => self.on_frame(now, frame),
+                Err(_) => {
+                    self.transmits.push_back(Transmit::Close {
+                        code: CLOSE_PROTOCOL_ERROR,
+                    });
+                    self.connection_lost(now, LostCause::ProtocolError);
+                    return;
+                }
+            }
+            // A frame of a batch can end the connection (a kick); the rest is not for us.
+            if self.conn != Conn::Open {
+                return;
             }
         }
     }

@@ -49,13 +49,14 @@ pub use types::{
 };
 
 /// The WebSocket URL for `server_url` and `app_id`: `http` becomes `ws`, `https` becomes
-/// `wss` (`ws`/`wss` are kept), a trailing `/` is dropped, and `/rtm?appId=<app id>` is
-/// appended with the app id percent-encoded. `None` without a supported scheme or host.
+/// `wss` (`ws`/`wss` are kept), a trailing `/` is dropped, and `/rtm?appId=<app id>&batch=1`
+/// is appended with the app id percent-encoded (`batch=1`: the engine reads batches of frames,
+/// see `PROTOCOL.md`). `None` without a supported scheme or host.
 ///
 /// ```
 /// assert_eq!(
 ///     rtm_core::ws_url("https://example.com/chat/", "a b").as_deref(),
-///     Some("wss://example.com/chat/rtm?appId=a%20b"),
+///     Some("wss://example.com/chat/rtm?appId=a%20b&batch=1"),
 /// );
 /// ```
 pub fn ws_url(server_url: &str, app_id: &str) -> Option<String> {
@@ -74,7 +75,7 @@ pub fn ws_url(server_url: &str, app_id: &str) -> Option<String> {
     if rest.is_empty() || rest.starts_with('/') {
         return None;
     }
-    let mut url = String::with_capacity(scheme.len() + rest.len() + 16 + app_id.len() * 3);
+    let mut url = String::with_capacity(scheme.len() + rest.len() + 24 + app_id.len() * 3);
     url.push_str(scheme);
     url.push_str("://");
     url.push_str(rest);
@@ -89,5 +90,6 @@ pub fn ws_url(server_url: &str, app_id: &str) -> Option<String> {
             url.push(HEX[usize::from(b & 15)] as char);
         }
     }
+    url.push_str("&batch=1");
     Some(url)
 }

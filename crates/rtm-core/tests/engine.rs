@@ -4,7 +4,9 @@ use rtm_core::{
     ws_url, Code, Completion, Config, ConnectionState, Engine, Error, Event, Payload, PushKind,
     Transmit, Value,
 };
-use rtm_protocol::frame::{decode_client, encode_server, ClientFrame, Push, ServerFrame};
+use rtm_protocol::frame::{
+    decode_client, encode_server, BatchWriter, ClientFrame, Push, ServerFrame,
+};
 
 const APP: &str = "0123456789abcdef01234567";
 
@@ -70,7 +72,7 @@ impl H {
         assert_eq!(
             t,
             Some(Transmit::Connect {
-                url: "ws://127.0.0.1:8080/rtm?appId=0123456789abcdef01234567".into()
+                url: "ws://127.0.0.1:8080/rtm?appId=0123456789abcdef01234567&batch=1".into()
             })
         );
         self.e.handle_connected(self.now);
@@ -731,6 +733,76 @@ fn undecodable_frame_closes_with_4000() {
     assert!(h.events().iter().all(|e| !matches!(e, Event::Error { .. })));
 }
 
+/// A text push outside rooms from `svc`, numbered `seq`.
+fn text_push(seq: u64, text: &str) -> Vec<u8> {
+    encode_server(&ServerFrame::Push {
+        seq,
+        push: Push {
+            kind: PushKind::OutsideRoom,
+            room: "",
+            from: "svc",
+            binary: false,
+            payload: text.as_bytes(),
+        },
+    })
+}
+
+fn texts(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message {
+                payload: Payload::Text(t),
+                ..
+            } => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_is_read_frame_by_frame_in_order() {
+    let mut h = H::logged_in("alice");
+    let c = h.e.get_peer_online_status(h.now, "bob");
+    let req = req_of(&h.sent()[0]);
+    let mut b = BatchWriter::with_capacity(64);
+    b.frame(&text_push(1, "a"));
+    b.frame(&encode_server(&ServerFrame::Reply {
+        req,
+        code: 0,
+        data: &[1],
+    }));
+    b.frame(&text_push(2, "b"));
+    h.e.handle_frame(h.now, &b.finish());
+    assert_eq!(texts(&h.events()), ["a", "b"]);
+    assert!(h.result(c).is_ok());
+    assert_eq!(h.e.last_push_seq(), 2);
+    assert!(h.transmits().is_empty());
+}
+
+#[test]
+fn a_broken_frame_in_a_batch_closes_with_4000_after_the_frames_before_it() {
+    for bad in [&[0xff, 1][..], &[], &[0x85, 0x01, 0x80]] {
+        let mut h = H::logged_in("alice");
+        let mut b = BatchWriter::with_capacity(64);
+        b.frame(&text_push(1, "a"));
+        b.frame(bad);
+        b.frame(&text_push(2, "b"));
+        h.e.handle_frame(h.now, &b.finish());
+        assert_eq!(texts(&h.events()), ["a"], "{bad:?}");
+        assert_eq!(
+            h.transmits(),
+            vec![Transmit::Close { code: 4000 }],
+            "{bad:?}"
+        );
+        assert_eq!(h.e.connection_state(), ConnectionState::Reconnecting);
+    }
+    // A batch of nothing is broken too.
+    let mut h = H::logged_in("alice");
+    h.e.handle_frame(h.now, &[0x85]);
+    assert_eq!(h.transmits(), vec![Transmit::Close { code: 4000 }]);
+}
+
 #[test]
 fn unknown_app_notice_explains_the_close() {
     let mut h = H::new();
@@ -807,17 +879,17 @@ fn frames_for_unknown_requests_and_before_open_are_ignored() {
 #[test]
 fn urls() {
     let cases = [
-        ("http://h:1", "ws://h:1/rtm?appId=A"),
-        ("https://h/", "wss://h/rtm?appId=A"),
-        ("ws://h/p/", "ws://h/p/rtm?appId=A"),
-        ("WSS://h", "wss://h/rtm?appId=A"),
+        ("http://h:1", "ws://h:1/rtm?appId=A&batch=1"),
+        ("https://h/", "wss://h/rtm?appId=A&batch=1"),
+        ("ws://h/p/", "ws://h/p/rtm?appId=A&batch=1"),
+        ("WSS://h", "wss://h/rtm?appId=A&batch=1"),
     ];
     for (base, want) in cases {
         assert_eq!(ws_url(base, "A").as_deref(), Some(want), "{base}");
     }
     assert_eq!(
         ws_url("http://h", "a/b&c").as_deref(),
-        Some("ws://h/rtm?appId=a%2Fb%26c")
+        Some("ws://h/rtm?appId=a%2Fb%26c&batch=1")
     );
     for bad in ["", "h:1", "ftp://h", "http://", "http:///x"] {
         assert_eq!(ws_url(bad, "A"), None, "{bad}");

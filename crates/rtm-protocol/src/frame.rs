@@ -51,6 +51,9 @@ pub mod ty {
     pub const MEMBER: u8 = 0x83;
     /// Server: the first frame of every connection (session key, heartbeat, resume window).
     pub const WELCOME: u8 = 0x84;
+    /// Server: several server frames in one WebSocket message, for a client that asked for
+    /// them (`&batch=1` in the connection URL).
+    pub const BATCH: u8 = 0x85;
 }
 
 /// Why a frame could not be decoded.
@@ -768,6 +771,117 @@ pub fn decode_server(buf: &[u8]) -> Result<ServerFrame<'_>, DecodeError> {
     };
     r.end()?;
     Ok(f)
+}
+
+/// Builds a [`ty::BATCH`] message: the type byte, then each server frame as `bytes` (a varint
+/// length, then the frame).
+///
+/// ```
+/// use rtm_protocol::frame::{server_frames, BatchWriter};
+/// let mut b = BatchWriter::with_capacity(64);
+/// b.frame(&[0x80, 0x01, 0x00, 0x00]);
+/// b.push(7, &[0x00, 0x00, 0x01, 0x61, 0x00, 0x00]);
+/// let msg = b.finish();
+/// let frames: Vec<&[u8]> = server_frames(&msg).map(Result::unwrap).collect();
+/// assert_eq!(frames, [&[0x80, 0x01, 0x00, 0x00][..], &[0x81, 0x07, 0x00, 0x00, 0x01, 0x61, 0x00, 0x00]]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchWriter {
+    w: Writer,
+    frames: usize,
+}
+
+impl BatchWriter {
+    /// An empty batch with room for `cap` bytes.
+    pub fn with_capacity(cap: usize) -> Self {
+        let mut w = Writer::with_capacity(cap.max(1));
+        w.u8(ty::BATCH);
+        BatchWriter { w, frames: 0 }
+    }
+    /// Appends an encoded server frame.
+    pub fn frame(&mut self, frame: &[u8]) {
+        self.w.bytes(frame);
+        self.frames += 1;
+    }
+    /// Appends a push frame for `seq` and a body from [`encode_push_body`], without building
+    /// the frame on its own first.
+    pub fn push(&mut self, seq: u64, body: &[u8]) {
+        self.w
+            .varint(1 + varint_len(seq) as u64 + body.len() as u64)
+            .u8(ty::PUSH)
+            .varint(seq)
+            .raw(body);
+        self.frames += 1;
+    }
+    /// How many frames were appended.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+    /// The message's length so far, in bytes.
+    pub fn len(&self) -> usize {
+        self.w.buf.len()
+    }
+    /// Whether no frame was appended.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+    /// The message.
+    pub fn finish(self) -> Vec<u8> {
+        self.w.finish()
+    }
+}
+
+/// How many bytes the varint encoding of `v` takes.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The server frames of one WebSocket message, each still encoded (for [`decode_server`]): the
+/// message itself, or the frames of a [`ty::BATCH`] message in order. An inner frame that is
+/// empty or a batch itself is an error, as is a batch without frames; iteration stops after the
+/// first error.
+pub fn server_frames(msg: &[u8]) -> ServerFrames<'_> {
+    match msg.split_first() {
+        Some((&ty::BATCH, [])) => ServerFrames::Failed(Some(DecodeError::Truncated)),
+        Some((&ty::BATCH, rest)) => ServerFrames::Batch(Reader::new(rest)),
+        _ => ServerFrames::One(Some(msg)),
+    }
+}
+
+/// The iterator of [`server_frames`].
+#[derive(Debug, Clone)]
+pub enum ServerFrames<'a> {
+    /// A plain message: one frame.
+    One(Option<&'a [u8]>),
+    /// The frames still to read from a batch.
+    Batch(Reader<'a>),
+    /// An error to report (once).
+    Failed(Option<DecodeError>),
+}
+
+impl<'a> Iterator for ServerFrames<'a> {
+    type Item = Result<&'a [u8], DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ServerFrames::One(f) => f.take().map(Ok),
+            ServerFrames::Failed(e) => e.take().map(Err),
+            ServerFrames::Batch(r) => {
+                if r.buf.is_empty() {
+                    return None;
+                }
+                let item = match r.bytes() {
+                    Ok([]) => Err(DecodeError::Empty),
+                    Ok([ty::BATCH, ..]) => Err(DecodeError::UnknownType(ty::BATCH)),
+                    other => other,
+                };
+                if item.is_err() {
+                    *self = ServerFrames::Failed(None);
+                }
+                Some(item)
+            }
+        }
+    }
 }
 
 /// Encodes the member list carried in the reply to a Join: for each member already in the

@@ -4,8 +4,8 @@
 use rtm_protocol::code::Code;
 use rtm_protocol::frame::{
     decode_client, decode_server, encode_client, encode_push_body, encode_push_frame,
-    encode_server, peek_req, ty, ClientFrame, DecodeError, Push, PushKind, Reader, ServerFrame,
-    Writer,
+    encode_server, peek_req, server_frames, ty, BatchWriter, ClientFrame, DecodeError, Push,
+    PushKind, Reader, ServerFrame, Writer,
 };
 
 /// The protocol document; its `hex` blocks and its code table are checked against the codec.
@@ -132,6 +132,8 @@ const BROADCAST: Push<'static> = Push {
 
 /// The push body example of `PROTOCOL.md` §8.
 const BROADCAST_BODY: &str = "02 02 72 31 03 62 6f 62 00 03 68 65 79";
+/// PROTOCOL.md's Batch example: the reply to request 7, then the broadcast pushed with seq 1.
+const BATCH_EXAMPLE: &str = "85 04 80 07 00 00 0f 81 01 02 02 72 31 03 62 6f 62 00 03 68 65 79";
 
 /// Every server frame example of `PROTOCOL.md`, in document order.
 fn server_examples() -> Vec<(&'static str, ServerFrame<'static>)> {
@@ -335,6 +337,52 @@ fn broadcast_body_is_encoded_once_and_prefixed_per_recipient() {
 }
 
 #[test]
+fn batch_example_and_broken_batches() {
+    let reply = ServerFrame::Reply {
+        req: 7,
+        code: 0,
+        data: &[],
+    };
+    let mut b = BatchWriter::with_capacity(0);
+    b.frame(&encode_server(&reply));
+    b.push(1, &encode_push_body(&BROADCAST));
+    assert_eq!(b.frames(), 2);
+    assert_eq!(to_hex(&b.finish()), BATCH_EXAMPLE);
+    let msg = hex(BATCH_EXAMPLE);
+    let frames: Vec<ServerFrame<'_>> = server_frames(&msg)
+        .map(|f| decode_server(f.unwrap()).unwrap())
+        .collect();
+    let push = ServerFrame::Push {
+        seq: 1,
+        push: BROADCAST,
+    };
+    assert_eq!(frames, [reply, push]);
+    // A message that is not a batch is one frame, decoded (or rejected) as such.
+    let one: Vec<_> = server_frames(&[0x80, 0x01]).collect();
+    assert_eq!(one, [Ok(&[0x80, 0x01][..])]);
+    assert_eq!(server_frames(&[]).collect::<Vec<_>>(), [Ok(&[][..])]);
+    // Broken batches: the frames before the error, then the error, then nothing.
+    let ff: &[u8] = &[0xff];
+    let cases: [(&str, Vec<Result<&[u8], DecodeError>>); 6] = [
+        ("85", vec![Err(DecodeError::Truncated)]),
+        ("85 00", vec![Err(DecodeError::Empty)]),
+        ("85 02 80", vec![Err(DecodeError::Truncated)]),
+        ("85 80", vec![Err(DecodeError::Truncated)]),
+        ("85 02 85 00", vec![Err(DecodeError::UnknownType(0x85))]),
+        (
+            "85 01 ff 03 80 01",
+            vec![Ok(ff), Err(DecodeError::Truncated)],
+        ),
+    ];
+    for (h, want) in cases {
+        let msg = hex(h);
+        assert_eq!(server_frames(&msg).collect::<Vec<_>>(), want, "{h}");
+    }
+    // decode_server alone does not read batches.
+    assert_eq!(decode_server(&msg), Err(DecodeError::UnknownType(0x85)));
+}
+
+#[test]
 fn doc_hex_blocks_are_exactly_the_golden_examples() {
     let mut in_doc = Vec::new();
     let mut block: Option<String> = None;
@@ -356,6 +404,7 @@ fn doc_hex_blocks_are_exactly_the_golden_examples() {
 
     let mut golden = all_example_bytes();
     golden.push(hex(BROADCAST_BODY));
+    golden.push(hex(BATCH_EXAMPLE));
     for g in &golden {
         assert!(
             in_doc.contains(g),

@@ -14,7 +14,8 @@ use proptest::sample::Index;
 use rtm_protocol::code::Code;
 use rtm_protocol::frame::{
     decode_client, decode_server, encode_client, encode_push_body, encode_push_frame,
-    encode_server, peek_req, ty, ClientFrame, DecodeError, Push, PushKind, ServerFrame, Writer,
+    encode_server, peek_req, server_frames, ty, BatchWriter, ClientFrame, DecodeError, Push,
+    PushKind, ServerFrame, Writer,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -91,6 +92,21 @@ fn decode_without_allocating(
     );
     let (p, calls, bytes) = measure(|| peek_req(black_box(buf)));
     assert_eq!((calls, bytes), (0, 0), "peek_req allocated on {buf:02x?}");
+    // As a message that may be a batch: split and decoded without allocating either, and
+    // nothing follows an error in the batch itself.
+    let (_, calls, bytes) = measure(|| {
+        let mut failed = false;
+        for f in server_frames(black_box(buf)) {
+            assert!(!failed, "a frame after a split error in {buf:02x?}");
+            failed = f.is_err();
+            let _ = black_box(f.and_then(decode_server));
+        }
+    });
+    assert_eq!(
+        (calls, bytes),
+        (0, 0),
+        "server_frames allocated on {buf:02x?}"
+    );
     // A frame that decodes has its req visible to peek_req.
     if let Ok(f) = &c {
         assert_eq!(p, Some(client_req(f)));
@@ -458,7 +474,7 @@ fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn any_type_byte() -> impl Strategy<Value = u8> {
-    prop_oneof![ty::LOGIN..=ty::RESUME, ty::REPLY..=ty::WELCOME, any::<u8>(),]
+    prop_oneof![ty::LOGIN..=ty::RESUME, ty::REPLY..=ty::BATCH, any::<u8>(),]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +527,29 @@ proptest! {
         let framed = encode_push_frame(seq, &encode_push_body(&push));
         prop_assert_eq!(&framed, &encode_server(&ServerFrame::Push { seq, push: push.clone() }));
         prop_assert_eq!(decode_server(&framed), Ok(ServerFrame::Push { seq, push }));
+    }
+
+    /// Server frames put in a Batch come back out of it as the same frames, in order; the
+    /// batch of one frame's push built in place is the frame built on its own.
+    #[test]
+    fn batches_split_into_their_frames(fs in prop::collection::vec(fields(), 1..8), seq in a_u64()) {
+        let frames: Vec<Vec<u8>> = fs.iter().map(|f| encode_server(&f.server())).collect();
+        let mut b = BatchWriter::with_capacity(0);
+        for f in &frames {
+            b.frame(f);
+        }
+        let push = fs[0].push();
+        let body = encode_push_body(&push);
+        b.push(seq, &body);
+        prop_assert_eq!(b.frames(), frames.len() + 1);
+        let msg = b.finish();
+        let got: Vec<&[u8]> = server_frames(&msg).collect::<Result<_, _>>().unwrap();
+        prop_assert_eq!(got.len(), frames.len() + 1);
+        for (g, f) in got.iter().zip(&frames) {
+            prop_assert_eq!(g, f);
+        }
+        prop_assert_eq!(got[frames.len()], &encode_push_frame(seq, &body)[..]);
+        decode_without_allocating(&msg);
     }
 
     /// Valid frames with a few byte flips, overwrites, insertions, removals or a truncation.

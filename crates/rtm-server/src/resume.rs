@@ -17,6 +17,8 @@ pub(crate) type SessionKey = [u8; 16];
 pub(crate) struct Takeover {
     /// The new connection.
     pub(crate) socket: WebSocket,
+    /// The new connection's client reads Batch messages.
+    pub(crate) batch: bool,
     /// The id of the Resume request, answered by the session that takes the connection.
     pub(crate) req: u32,
     /// The last push `seq` the client received.

@@ -301,11 +301,13 @@ async fn websocket(
         .max_frame_size(max)
         .read_buffer_size(WS_READ_BUFFER);
     let app_id = q.get("appId").cloned().unwrap_or_default();
+    // `batch=1`: the client reads several frames in one Batch message (PROTOCOL.md §1).
+    let batch = q.get("batch").is_some_and(|v| v == "1");
     let env = state.env.clone();
     match state.hub.app(&app_id) {
         // The session runs as a task of its own, so nothing of the upgrade stays resident.
         Some(app) => ws.on_upgrade(move |socket| {
-            tokio::spawn(session::run(socket, app, env));
+            tokio::spawn(session::run(socket, batch, app, env));
             std::future::ready(())
         }),
         None => ws.on_upgrade(move |socket| session::run_unknown_app(socket, app_id, env)),

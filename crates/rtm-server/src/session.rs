@@ -17,7 +17,7 @@ use futures::{SinkExt, StreamExt};
 use rtm_protocol::code::Code;
 use rtm_protocol::frame::{
     decode_client, decode_server, encode_members, encode_push_frame, encode_server, peek_req,
-    ClientFrame, PushKind, ServerFrame,
+    BatchWriter, ClientFrame, PushKind, ServerFrame,
 };
 use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::token::{self, TokenError};
@@ -70,6 +70,8 @@ const MAX_HELD_NOTICES: usize = 16;
 const BATCH_FRAMES: usize = 64;
 /// A batch is flushed once it holds this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
+/// The first allocation of a Batch message (it grows as needed).
+const BATCH_START_BYTES: usize = 4 * 1024;
 
 /// The session limits of [`Config`].
 #[derive(Debug, Clone, Copy)]
@@ -189,6 +191,7 @@ pub(crate) async fn run_unknown_app(mut socket: WebSocket, app_id: String, env: 
 /// resident memory for every connection.
 pub(crate) fn run(
     socket: WebSocket,
+    batch: bool,
     app: Arc<App>,
     env: SessionEnv,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -211,6 +214,7 @@ pub(crate) fn run(
         relay: env.relays.session(&app_id),
         relayed: PendingQueue::new(),
         socket: Some(socket),
+        batch,
         messages: env.hub.message_limiter(),
         ring: ReplayRing::new(limits.ring_items, limits.ring_bytes),
         replies: ReplyCache::new(),
@@ -288,6 +292,8 @@ struct Session {
     relayed: PendingQueue,
     /// The connection; `None` while the session waits for a resume.
     socket: Option<WebSocket>,
+    /// The connection's client reads Batch messages (`&batch=1`).
+    batch: bool,
     /// The budget of user and room messages (`Config::max_messages_per_sec`).
     messages: RateLimiter,
     /// The pushes written last, for a resume.
@@ -316,6 +322,99 @@ struct Session {
     members_after_reply: Vec<Bytes>,
     /// Frames taken from the inbox and not yet written.
     pending: VecDeque<Outbound>,
+}
+
+/// A frame to write: encoded, or a push to number.
+pub(crate) enum Out {
+    /// A complete frame.
+    Frame(Bytes),
+    /// A push: its `seq` and its body from `encode_push_body`.
+    Push(u64, Bytes),
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        match self {
+            Out::Frame(f) => f.len(),
+            Out::Push(_, body) => body.len() + 4,
+        }
+    }
+
+    fn encode(&self) -> Bytes {
+        match self {
+            Out::Frame(f) => f.clone(),
+            Out::Push(seq, body) => Bytes::from(encode_push_frame(*seq, body)),
+        }
+    }
+
+    fn add_to(&self, b: &mut BatchWriter) {
+        match self {
+            Out::Frame(f) => b.frame(f),
+            Out::Push(seq, body) => b.push(*seq, body),
+        }
+    }
+}
+
+/// Writes frames taken from `frames`, at most [`BATCH_FRAMES`] or until [`BATCH_BYTES`], and
+/// flushes them with one write: each frame as a message of its own, or, for a client that
+/// reads batches (`batch`), every frame of the write in one Batch message when there is more
+/// than one. Pushes are kept in `ring` (when given) before the write: a write to a dead
+/// connection can still succeed. Returns how many frames were written.
+async fn write_some(
+    socket: &mut WebSocket,
+    batch: bool,
+    frames: &mut impl Iterator<Item = Out>,
+    mut ring: Option<&mut ReplayRing>,
+) -> Result<usize, axum::Error> {
+    let (mut n, mut bytes) = (0, 0);
+    let (mut first, mut group) = (None::<Out>, None::<BatchWriter>);
+    for out in frames.by_ref() {
+        n += 1;
+        bytes += out.len();
+        if !batch {
+            let m = out.encode();
+            keep(&mut ring, out);
+            socket.feed(Message::Binary(m)).await?;
+        } else {
+            match (group.as_mut(), first.take()) {
+                (None, None) => first = Some(out),
+                (Some(g), _) => {
+                    out.add_to(g);
+                    keep(&mut ring, out);
+                }
+                (None, Some(f)) => {
+                    let mut g = BatchWriter::with_capacity(BATCH_START_BYTES);
+                    f.add_to(&mut g);
+                    out.add_to(&mut g);
+                    keep(&mut ring, f);
+                    keep(&mut ring, out);
+                    group = Some(g);
+                }
+            }
+        }
+        if n >= BATCH_FRAMES || bytes >= BATCH_BYTES {
+            break;
+        }
+    }
+    if let Some(f) = first {
+        let m = f.encode();
+        keep(&mut ring, f);
+        socket.feed(Message::Binary(m)).await?;
+    }
+    if let Some(g) = group {
+        socket.feed(Message::Binary(g.finish().into())).await?;
+    }
+    if n > 0 {
+        socket.flush().await?;
+    }
+    Ok(n)
+}
+
+/// Keeps a written push in the replay ring, when there is one.
+fn keep(ring: &mut Option<&mut ReplayRing>, out: Out) {
+    if let (Some(ring), Out::Push(seq, body)) = (ring, out) {
+        ring.push(seq, body);
+    }
 }
 
 async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>> {
@@ -521,66 +620,47 @@ impl Session {
         let Some(socket) = self.socket.as_mut() else {
             return Flow::Continue;
         };
-        let (seq, ring, pending) = (&mut self.seq, &mut self.ring, &mut self.pending);
-        let batch = async {
-            let (mut n, mut bytes) = (0, 0);
-            while let Some(out) = pending.pop_front() {
-                let f = match out {
-                    Outbound::Frame(f) => f,
-                    Outbound::Push(body) => {
-                        *seq += 1;
-                        let f = Bytes::from(encode_push_frame(*seq, &body));
-                        // Kept before the write: a write to a dead connection can still
-                        // succeed.
-                        ring.push(*seq, body);
-                        f
-                    }
-                };
-                n += 1;
-                bytes += f.len();
-                socket.feed(Message::Binary(f)).await?;
-                if n >= BATCH_FRAMES || bytes >= BATCH_BYTES {
-                    break;
+        let (seq, pending) = (&mut self.seq, &mut self.pending);
+        let mut frames = std::iter::from_fn(|| {
+            pending.pop_front().map(|out| match out {
+                Outbound::Frame(f) => Out::Frame(f),
+                Outbound::Push(body) => {
+                    *seq += 1;
+                    Out::Push(*seq, body)
                 }
-            }
-            socket.flush().await
-        };
+            })
+        });
+        let batch = write_some(socket, self.batch, &mut frames, Some(&mut self.ring));
         let written = tokio::time::timeout(WRITE_TIMEOUT, batch).await;
         // After a burst, an emptied buffer is not kept at its largest.
         if self.pending.is_empty() && self.pending.capacity() > BATCH_FRAMES * 4 {
             self.pending = VecDeque::new();
         }
         match written {
-            Ok(Ok(())) => Flow::Continue,
+            Ok(Ok(_)) => Flow::Continue,
             _ => Flow::Lost(None),
         }
     }
 
     /// Writes `frames` in order with one flush per [`BATCH_FRAMES`] frames or
     /// [`BATCH_BYTES`]; a no-op without a connection.
-    async fn write_all(&mut self, frames: impl IntoIterator<Item = Bytes>) -> Flow {
+    async fn write_all(&mut self, frames: impl IntoIterator<Item = Out>) -> Flow {
         let Some(socket) = self.socket.as_mut() else {
             return Flow::Continue;
         };
-        let mut frames = frames.into_iter().peekable();
-        while frames.peek().is_some() {
-            let batch = async {
-                let mut bytes = 0;
-                for f in frames.by_ref().take(BATCH_FRAMES) {
-                    bytes += f.len();
-                    socket.feed(Message::Binary(f)).await?;
-                    if bytes >= BATCH_BYTES {
-                        break;
-                    }
-                }
-                socket.flush().await
-            };
-            match tokio::time::timeout(WRITE_TIMEOUT, batch).await {
-                Ok(Ok(())) => {}
+        let mut frames = frames.into_iter();
+        loop {
+            match tokio::time::timeout(
+                WRITE_TIMEOUT,
+                write_some(socket, self.batch, &mut frames, None),
+            )
+            .await
+            {
+                Ok(Ok(0)) => return Flow::Continue,
+                Ok(Ok(_)) => {}
                 _ => return Flow::Lost(None),
             }
         }
-        Flow::Continue
     }
 
     async fn on_relayed(&mut self, req: u32, code: Code, body: &[u8]) -> Flow {
@@ -661,6 +741,7 @@ impl Session {
         self.close(close::SESSION_ENDED, "resumed on another connection")
             .await;
         self.socket = Some(t.socket);
+        self.batch = t.batch;
         drop(t.back);
         self.epoch += 1;
         self.last_rx = Instant::now();
@@ -671,13 +752,11 @@ impl Session {
             replay = replay.len(),
             "session resumed"
         );
-        let replay = replay
-            .into_iter()
-            .map(|(seq, body)| Bytes::from(encode_push_frame(seq, &body)));
+        let replay = replay.into_iter().map(|(seq, body)| Out::Push(seq, body));
         // The held notices are dropped only once written.
-        let frames = std::iter::once(reply(t.req, Code::Ok, &[]))
+        let frames = std::iter::once(Out::Frame(reply(t.req, Code::Ok, &[])))
             .chain(replay)
-            .chain(self.held.clone());
+            .chain(self.held.clone().into_iter().map(Out::Frame));
         if let f @ Flow::Lost(_) = self.write_all(frames).await {
             return f;
         }
@@ -700,6 +779,7 @@ impl Session {
         let (back, back_rx) = oneshot::channel();
         let takeover = Box::new(Takeover {
             socket,
+            batch: self.batch,
             req,
             last_seq,
             back,
@@ -818,7 +898,7 @@ impl Session {
         // anything queued since, written here rather than through the bounded queue (a room
         // larger than the queue is not a slow consumer).
         let members = std::mem::take(&mut self.members_after_reply);
-        self.write_all(members).await
+        self.write_all(members.into_iter().map(Out::Frame)).await
     }
 
     /// Answers one request: the result code and the reply data.

@@ -111,10 +111,46 @@ async fn missed_pushes_arrive_once_in_order_after_a_resume() {
     unicast(addr, "alice", "m9").await;
     assert_eq!(next_push(&mut b).await, (9, "m9".into()));
     b.expect_silence(Duration::from_millis(200)).await;
+    assert_eq!(b.batches, (0, 0), "no Batch message without batch=1");
     // The resumed session is still logged in: a second plain Login is refused as usual
     // once the re-login has been used.
     assert_eq!(b.login("alice").await, 0, "re-login after resume");
     assert_eq!(b.login("alice").await, Code::AlreadyLogin.as_u16());
+}
+
+#[tokio::test]
+async fn a_client_that_reads_batches_gets_the_replay_in_one_message() {
+    let server = server().await;
+    let addr = server.local_addr();
+    let mut a = connect_batch(addr, APP).await;
+    assert_eq!(a.ping().await, 0);
+    let key = a.session.clone().expect("a Welcome frame");
+    assert_eq!(a.login("alice").await, 0);
+    unicast(addr, "alice", "m1").await;
+    assert_eq!(next_push(&mut a).await, (1, "m1".into()));
+    // One frame at a time is written as a plain message.
+    assert_eq!(a.batches, (0, 0));
+    // Two pushes are written to the connection and never read; three wait for the session.
+    unicast(addr, "alice", "m2").await;
+    unicast(addr, "alice", "m3").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 4..=6 {
+        unicast(addr, "alice", &format!("m{i}")).await;
+    }
+    let mut b = connect_batch(addr, APP).await;
+    assert_eq!(b.ping().await, 0);
+    assert_eq!(resume(&mut b, &key, 1).await, 0);
+    for i in 2..=6u64 {
+        assert_eq!(next_push(&mut b).await, (i, format!("m{i}")));
+    }
+    // The reply with the replayed m2 and m3, then the three queued pushes: two messages.
+    assert_eq!(b.batches, (2, 6));
+    // Numbering goes on after the batches.
+    unicast(addr, "alice", "m7").await;
+    assert_eq!(next_push(&mut b).await, (7, "m7".into()));
+    b.expect_silence(Duration::from_millis(200)).await;
 }
 
 #[tokio::test]

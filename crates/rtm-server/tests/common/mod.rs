@@ -1,11 +1,14 @@
 //! Test helpers: a real server on port 0, a WebSocket client, a signed OpenAPI client.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
-use rtm_protocol::frame::{decode_server, encode_client, ClientFrame, PushKind, ServerFrame};
+use rtm_protocol::frame::{
+    decode_server, encode_client, server_frames, ClientFrame, PushKind, ServerFrame,
+};
 use rtm_protocol::sign::{self, SignRequest};
 use rtm_server::{AppConfig, Config, ServerHandle};
 use serde_json::Value;
@@ -139,10 +142,23 @@ pub struct Client {
     next_req: u32,
     /// The session key of the Welcome frame, once it arrived (`next_any` consumes it).
     pub session: Option<Vec<u8>>,
+    /// Frames of a Batch message not yet returned.
+    queued: VecDeque<Got>,
+    /// How many Batch messages arrived, and how many frames they carried.
+    pub batches: (usize, usize),
 }
 
 pub async fn connect(addr: SocketAddr, app_id: &str) -> Client {
-    let mut req = format!("ws://{addr}/rtm?appId={app_id}")
+    connect_to(addr, app_id, "").await
+}
+
+/// Connects with `&batch=1`: the server may send Batch messages, which `next_any_raw` splits.
+pub async fn connect_batch(addr: SocketAddr, app_id: &str) -> Client {
+    connect_to(addr, app_id, "&batch=1").await
+}
+
+async fn connect_to(addr: SocketAddr, app_id: &str, query: &str) -> Client {
+    let mut req = format!("ws://{addr}/rtm?appId={app_id}{query}")
         .into_client_request()
         .unwrap();
     req.headers_mut()
@@ -158,6 +174,8 @@ pub async fn connect(addr: SocketAddr, app_id: &str) -> Client {
         ws,
         next_req: 1,
         session: None,
+        queued: VecDeque::new(),
+        batches: (0, 0),
     }
 }
 
@@ -177,6 +195,9 @@ impl Client {
 
     /// The next frame, Welcome included, or Closed.
     pub async fn next_any_raw(&mut self) -> Got {
+        if let Some(g) = self.queued.pop_front() {
+            return g;
+        }
         loop {
             let m = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -185,7 +206,21 @@ impl Client {
                 None => return Got::Closed(None),
                 Some(Err(_)) => return Got::Closed(None),
                 Some(Ok(Message::Binary(b))) => {
-                    return Got::from_frame(decode_server(&b).expect("server frame decodes"))
+                    let mut frames = server_frames(&b)
+                        .map(|f| {
+                            Got::from_frame(
+                                decode_server(f.expect("a batch splits"))
+                                    .expect("server frame decodes"),
+                            )
+                        })
+                        .collect::<VecDeque<_>>();
+                    if frames.len() > 1 || b.first() == Some(&0x85) {
+                        self.batches.0 += 1;
+                        self.batches.1 += frames.len();
+                    }
+                    let first = frames.pop_front().expect("a frame");
+                    self.queued.append(&mut frames);
+                    return first;
                 }
                 Some(Ok(Message::Close(c))) => return Got::Closed(c.map(|c| u16::from(c.code))),
                 Some(Ok(_)) => continue,
