@@ -579,12 +579,15 @@ impl App {
                 st.rooms.remove(room);
             }
             if let Some(c) = self.cluster() {
+                // A visible member that went on invisibly elsewhere leaves for the members on
+                // third nodes, who knew it as visible; otherwise its membership moves silently.
+                let hidden = old.visible && !visible;
                 c.event(Event::Leave {
                     app: self.id.clone(),
                     room: room.to_owned(),
                     user: user.to_owned(),
                     extra: old.extra.clone(),
-                    reason: None,
+                    reason: hidden.then_some(LeaveReason::SwitchToInvisible),
                 });
             }
             old.session.control(Control::RoomTaken(room.to_owned()));

@@ -914,3 +914,37 @@ async fn invisible_members_across_nodes() {
         "an invisible member's drop is not announced"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_join_that_changes_visibility_is_announced_on_every_node() {
+    let redis = Redis::start().await;
+    let a = Node::start(&redis, "a").await;
+    let b = Node::start(&redis, "b").await;
+    let c = Node::start(&redis, "c").await;
+    // alice watches from a third node.
+    let mut alice = in_room(&redis, &c, "alice").await;
+    let mut zed1 = in_room(&redis, &a, "zed").await;
+    assert_eq!(next_member(&mut alice, "zed").await, (true, 0));
+    // zed joins again on node b, invisibly: its node-a membership ends, and to alice it
+    // left by switching to invisible.
+    let mut zed2 = b.client().await;
+    assert_eq!(zed2.join_as("room", "zed", false).await, 0);
+    match zed1.next().await {
+        Got::Notice { code, room, .. } => {
+            assert_eq!(
+                (code, room.as_str()),
+                (Code::DuplicateLogin.as_u16(), "room")
+            );
+        }
+        g => panic!("expected the duplicate-join notice, got {g:?}"),
+    }
+    assert_eq!(next_member(&mut alice, "zed").await, (false, 2));
+    // And back on node a, visibly: alice sees it join.
+    let mut zed3 = a.client().await;
+    assert_eq!(zed3.join_as("room", "zed", true).await, 0);
+    assert_eq!(next_member(&mut alice, "zed").await, (true, 0));
+    assert!(member_frames(&mut alice, "zed", Duration::from_millis(300))
+        .await
+        .is_empty());
+    drop((zed2, zed3));
+}
