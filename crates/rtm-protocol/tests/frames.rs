@@ -363,7 +363,8 @@ fn batch_example_and_broken_batches() {
     assert_eq!(server_frames(&[]).collect::<Vec<_>>(), [Ok(&[][..])]);
     // Broken batches: the frames before the error, then the error, then nothing.
     let ff: &[u8] = &[0xff];
-    let cases: [(&str, Vec<Result<&[u8], DecodeError>>); 6] = [
+    type Split<'a> = Vec<Result<&'a [u8], DecodeError>>;
+    let cases: [(&str, Split<'_>); 6] = [
         ("85", vec![Err(DecodeError::Truncated)]),
         ("85 00", vec![Err(DecodeError::Empty)]),
         ("85 02 80", vec![Err(DecodeError::Truncated)]),

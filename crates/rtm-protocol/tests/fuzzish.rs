@@ -549,7 +549,7 @@ proptest! {
             prop_assert_eq!(g, f);
         }
         prop_assert_eq!(got[frames.len()], &encode_push_frame(seq, &body)[..]);
-        decode_without_allocating(&msg);
+        let _ = decode_without_allocating(&msg);
     }
 
     /// Valid frames with a few byte flips, overwrites, insertions, removals or a truncation.
