@@ -228,6 +228,88 @@ async fn room_unicast_batch_and_broadcast() {
     s.shutdown().await.unwrap();
 }
 
+/// Unicasts, room unicasts, broadcasts in two rooms and another member's room messages, sent
+/// one after the other (each answered before the next), arrive in the order sent, numbered by
+/// the session from 1.
+#[tokio::test]
+async fn pushes_of_every_kind_arrive_in_the_order_sent() {
+    let s = server().await;
+    let addr = s.local_addr();
+    let mut a = connect(addr, APP).await;
+    let mut b = connect(addr, APP).await;
+    assert_eq!(a.login("alice").await, OK);
+    assert_eq!(a.join("r1", "alice").await, OK);
+    assert_eq!(a.join("r2", "alice").await, OK);
+    assert_eq!(b.join("r1", "bob").await, OK);
+    let mut want = Vec::new();
+    for i in 0..60 {
+        let text = format!("m{i}");
+        let (action, body, kind, room) = match i % 5 {
+            0 => (
+                "SendUnicast",
+                json!({"AppId": APP, "From": "srv", "To": "alice", "Binary": false, "Message": text}),
+                PushKind::OutsideRoom,
+                "",
+            ),
+            1 => (
+                "SendBroadcast",
+                json!({"AppId": APP, "RoomId": "r1", "From": "srv", "Binary": false, "Message": text}),
+                PushKind::Room,
+                "r1",
+            ),
+            2 => (
+                "SendRoomUnicast",
+                json!({"AppId": APP, "RoomId": "r1", "From": "srv", "To": "alice", "Binary": false, "Message": text}),
+                PushKind::RoomUser,
+                "r1",
+            ),
+            3 => (
+                "SendBroadcast",
+                json!({"AppId": APP, "RoomId": "r2", "From": "srv", "Binary": false, "Message": text}),
+                PushKind::Room,
+                "r2",
+            ),
+            _ => {
+                let req = b.req();
+                let r = b
+                    .call(&rtm_protocol::frame::ClientFrame::SendRoom {
+                        req,
+                        room: "r1",
+                        msg_id: i,
+                        binary: false,
+                        payload: text.as_bytes(),
+                    })
+                    .await;
+                assert_eq!(r.0, OK);
+                want.push(push(PushKind::Room, "r1", "bob", false, text.as_bytes()));
+                continue;
+            }
+        };
+        api(addr, action, &body).await.assert_ok();
+        want.push(push(kind, room, "srv", false, text.as_bytes()));
+    }
+    let mut seqs = Vec::new();
+    for w in &want {
+        match a.next().await {
+            Got::Push {
+                seq,
+                kind,
+                room,
+                from,
+                binary,
+                payload,
+            } => {
+                assert_eq!(&(kind, room, from, binary, payload), w);
+                seqs.push(seq);
+            }
+            g => panic!("expected a push, got {g:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=want.len() as u64).collect::<Vec<_>>());
+    a.expect_silence(Duration::from_millis(200)).await;
+    s.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn signing_variants() {
     let s = server().await;
