@@ -23,17 +23,8 @@ fn push(
 }
 
 async fn next_push(c: &mut Client) -> (PushKind, String, String, bool, Vec<u8>) {
-    match c.next().await {
-        Got::Push {
-            kind,
-            room,
-            from,
-            binary,
-            payload,
-            ..
-        } => (kind, room, from, binary, payload),
-        g => panic!("expected a push, got {g:?}"),
-    }
+    let (_, kind, room, from, binary, payload) = c.next_push().await;
+    (kind, room, from, binary, payload)
 }
 
 /// 64 KB of text (multi-byte characters included, exactly 65,536 UTF-8 bytes).
@@ -290,20 +281,9 @@ async fn pushes_of_every_kind_arrive_in_the_order_sent() {
     }
     let mut seqs = Vec::new();
     for w in &want {
-        match a.next().await {
-            Got::Push {
-                seq,
-                kind,
-                room,
-                from,
-                binary,
-                payload,
-            } => {
-                assert_eq!(&(kind, room, from, binary, payload), w);
-                seqs.push(seq);
-            }
-            g => panic!("expected a push, got {g:?}"),
-        }
+        let (seq, kind, room, from, binary, payload) = a.next_push().await;
+        assert_eq!(&(kind, room, from, binary, payload), w);
+        seqs.push(seq);
     }
     assert_eq!(seqs, (1..=want.len() as u64).collect::<Vec<_>>());
     a.expect_silence(Duration::from_millis(200)).await;

@@ -122,21 +122,6 @@ async fn peer_status(cl: &mut Client, user: &str) -> (u16, Vec<u8>) {
     cl.call(&ClientFrame::PeerStatus { req, user }).await
 }
 
-/// The next push: (seq, kind, room, from, binary, payload).
-async fn next_push(cl: &mut Client) -> (u64, PushKind, String, String, bool, Vec<u8>) {
-    match cl.next().await {
-        Got::Push {
-            seq,
-            kind,
-            room,
-            from,
-            binary,
-            payload,
-        } => (seq, kind, room, from, binary, payload),
-        g => panic!("expected a push, got {g:?}"),
-    }
-}
-
 #[tokio::test]
 async fn user_messages_outside_rooms_reach_the_logged_in_receiver() {
     let s = server().await;
@@ -152,7 +137,7 @@ async fn user_messages_outside_rooms_reach_the_logged_in_receiver() {
     assert_eq!(b.login("bob").await, OK);
     assert_eq!(send_user(&mut a, "", "bob", false, b"hi").await, OK);
     assert_eq!(
-        next_push(&mut b).await,
+        b.next_push().await,
         (
             1,
             PushKind::OutsideRoom,
@@ -165,7 +150,7 @@ async fn user_messages_outside_rooms_reach_the_logged_in_receiver() {
     let big: Vec<u8> = (0..65_536u32).map(|i| (i * 7) as u8).collect();
     assert_eq!(send_user(&mut a, "", "bob", true, &big).await, OK);
     assert_eq!(
-        next_push(&mut b).await,
+        b.next_push().await,
         (
             2,
             PushKind::OutsideRoom,
@@ -177,7 +162,7 @@ async fn user_messages_outside_rooms_reach_the_logged_in_receiver() {
     );
     // And back: pushes of a session are numbered whoever sends them.
     assert_eq!(send_user(&mut b, "", "alice", false, b"yo").await, OK);
-    assert_eq!(next_push(&mut a).await.0, 1);
+    assert_eq!(a.next_push().await.0, 1);
     // After the receiver logs out: no receiver.
     let req = b.req();
     assert_eq!(b.call(&ClientFrame::Logout { req }).await.0, OK);
@@ -251,7 +236,7 @@ async fn messages_in_a_room() {
 
     assert_eq!(send_user(&mut a, "r", "bob", false, b"to bob").await, OK);
     assert_eq!(
-        next_push(&mut b).await,
+        b.next_push().await,
         (
             1,
             PushKind::RoomUser,
@@ -263,7 +248,7 @@ async fn messages_in_a_room() {
     );
     assert_eq!(send_room(&mut a, "r", true, &[1, 2, 3]).await, OK);
     for rx in [&mut b, &mut cl] {
-        let (_, kind, room, from, binary, payload) = next_push(rx).await;
+        let (_, kind, room, from, binary, payload) = rx.next_push().await;
         assert_eq!(
             (kind, room.as_str(), from.as_str(), binary, payload),
             (PushKind::Room, "r", "alice", true, vec![1, 2, 3])
@@ -403,7 +388,7 @@ async fn a_burst_over_the_message_rate_gets_exceed_qps() {
     assert_eq!(Code::ExceedQps.error_code(), "USER_MESSAGE_EXCEED_QPS");
     // Only the accepted ones were delivered.
     for _ in 0..ok {
-        next_push(&mut b).await;
+        b.next_push().await;
     }
     b.expect_silence(Duration::from_millis(100)).await;
     // Room messages share the budget; it refills with time.
@@ -571,13 +556,13 @@ async fn invisible_members_receive_and_are_not_announced() {
     );
     // It is a full member: a receiver of user and room messages, and a sender.
     assert_eq!(send_user(&mut a, "r", "bob", false, b"to bob").await, OK);
-    assert_eq!(next_push(&mut b).await.5, b"to bob");
+    assert_eq!(b.next_push().await.5, b"to bob");
     assert_eq!(send_room(&mut cl, "r", false, b"all").await, OK);
-    assert_eq!(next_push(&mut b).await.5, b"all");
-    assert_eq!(next_push(&mut a).await.5, b"all");
+    assert_eq!(b.next_push().await.5, b"all");
+    assert_eq!(a.next_push().await.5, b"all");
     assert_eq!(send_room(&mut b, "r", false, b"from bob").await, OK);
-    assert_eq!(next_push(&mut a).await.3, "bob");
-    assert_eq!(next_push(&mut cl).await.3, "bob");
+    assert_eq!(a.next_push().await.3, "bob");
+    assert_eq!(cl.next_push().await.3, "bob");
     // Becoming visible is a join for the others; setting it again changes nothing.
     assert_eq!(b.set_visibility("r", true).await, OK);
     assert_eq!(next_member(&mut a).await, member("r", "bob", "b", true, 0));

@@ -238,6 +238,21 @@ impl Client {
         }
     }
 
+    /// The next push as (seq, kind, room, from, binary, payload), skipping Member frames.
+    pub async fn next_push(&mut self) -> (u64, PushKind, String, String, bool, Vec<u8>) {
+        match self.next().await {
+            Got::Push {
+                seq,
+                kind,
+                room,
+                from,
+                binary,
+                payload,
+            } => (seq, kind, room, from, binary, payload),
+            g => panic!("expected a push, got {g:?}"),
+        }
+    }
+
     /// The next frame that is not a Member frame.
     pub async fn next(&mut self) -> Got {
         loop {
