@@ -325,7 +325,7 @@ struct Session {
 }
 
 /// A frame to write: encoded, or a push to number.
-pub(crate) enum Out {
+enum Out {
     /// A complete frame.
     Frame(Bytes),
     /// A push: its `seq` and its body from `encode_push_body`.
