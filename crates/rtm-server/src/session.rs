@@ -449,6 +449,10 @@ impl Session {
         let timer = tokio::time::sleep_until(Instant::now() + auth_timeout);
         tokio::pin!(timer);
         let mut fired = false;
+        // One shutdown wait for the whole session, not one per turn: each new one would
+        // register with (and leave) the watch channel that every session shares.
+        let stop = shutdown.changed();
+        tokio::pin!(stop);
         loop {
             let connected = self.socket.is_some();
             let idle_deadline = self.last_rx + self.limits.heartbeat * 3;
@@ -498,7 +502,7 @@ impl Session {
                         _ => Flow::Continue,
                     }
                 }
-                _ = shutdown.changed() => {
+                _ = &mut stop => {
                     Box::pin(self.shut_down()).await;
                     return Exit::Ended;
                 }
