@@ -817,14 +817,6 @@ impl BatchWriter {
     pub fn frames(&self) -> usize {
         self.frames
     }
-    /// The message's length so far, in bytes.
-    pub fn len(&self) -> usize {
-        self.w.buf.len()
-    }
-    /// Whether no frame was appended.
-    pub fn is_empty(&self) -> bool {
-        self.frames == 0
-    }
     /// The message.
     pub fn finish(self) -> Vec<u8> {
         self.w.finish()
