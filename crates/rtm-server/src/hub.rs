@@ -52,6 +52,8 @@ pub(crate) enum Control {
     Overflow,
     /// A new connection asks to become this session (a resume).
     Takeover(Box<Takeover>),
+    /// The server is shutting down.
+    Shutdown,
 }
 
 /// The sending side of a session, held by the hub: its id and its [`Inbox`].

@@ -8,6 +8,7 @@ use axum::extract::ws::WebSocket;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::hub::Control;
 use crate::inbox::Inbox;
 
 /// The opaque key of a session, sent in its Welcome frame.
@@ -30,7 +31,8 @@ pub(crate) struct Takeover {
 /// Where to reach a session: its app, and its inbox (takeovers are control events).
 type Entry = (String, Arc<Inbox>);
 
-/// The sessions that can be resumed, by key. Cheap to clone.
+/// Every live session, by key: where a resume finds the session it continues, and how a
+/// shutdown reaches them all. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct Resumes {
     map: Arc<Mutex<HashMap<SessionKey, Entry>>>,
@@ -57,6 +59,16 @@ impl Resumes {
         let map = self.lock();
         let (app, inbox) = map.get(&key)?;
         (app == app_id).then(|| inbox.clone())
+    }
+
+    /// Tells every registered session that the server is shutting down.
+    ///
+    /// Each session hears it through its own inbox, so a session's turn waits on nothing
+    /// shared with every other session.
+    pub(crate) fn shut_down_all(&self) {
+        for (_, inbox) in self.lock().values() {
+            let _ = inbox.control(Control::Shutdown);
+        }
     }
 
     /// How many sessions are registered.

@@ -12,6 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::token::{AccessToken, Privilege, TokenError};
@@ -166,6 +167,7 @@ async fn serve(
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
     let state_hub = hub.clone();
+    let resumes = Resumes::default();
     let relays = Relays::new(&config.apps)
         .map_err(|e| Error::Config(ConfigError::Invalid(e.to_string())))?
         .with_metrics(hub.metrics().clone());
@@ -176,7 +178,7 @@ async fn serve(
             shutdown: shutdown_rx,
             alive,
             relays,
-            resumes: Resumes::default(),
+            resumes: resumes.clone(),
             limits: SessionLimits::from_config(&config),
         },
         hub,
@@ -186,11 +188,19 @@ async fn serve(
         tracing::info!(%addr, apps = state.config.apps.len(), "rtm-server listening");
     }
     let app = router(state);
+    // Pushes and replies are small and must go out at once, not wait for the client's ACK
+    // of earlier data (Nagle's algorithm).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");
             let _ = shutdown_tx.send(true);
+            resumes.shut_down_all();
         })
         .await?;
     // Every session holds a clone of `alive`; recv() returns None once all have ended.

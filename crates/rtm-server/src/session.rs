@@ -102,6 +102,8 @@ impl SessionLimits {
 pub(crate) struct SessionEnv {
     pub(crate) hub: Hub,
     pub(crate) auth_timeout: Duration,
+    /// True once the server is shutting down. Sessions hear of it through their inboxes
+    /// ([`Resumes::shut_down_all`]); one that starts later reads it here.
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Held while the task runs, so the server can wait for every session to end.
     pub(crate) alive: mpsc::Sender<()>,
@@ -152,6 +154,8 @@ enum Flow {
     Lost(Option<(u16, &'static str)>),
     /// End the session (it has no connection to close).
     End,
+    /// The server is shutting down: finish what is in progress, then close.
+    ShutDown,
     /// The session took over a new connection.
     Resumed,
     /// A resume this session refuses: it ends, then gives the connection back.
@@ -436,8 +440,9 @@ async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> R
 }
 
 impl Session {
-    async fn drive(&mut self, mut shutdown: watch::Receiver<bool>, auth_timeout: Duration) -> Exit {
-        if *shutdown.borrow_and_update() {
+    async fn drive(&mut self, shutdown: watch::Receiver<bool>, auth_timeout: Duration) -> Exit {
+        // A session that starts after the shutdown began missed [`Resumes::shut_down_all`].
+        if *shutdown.borrow() {
             Box::pin(self.close(close::SHUTDOWN, "server shutting down")).await;
             return Exit::Ended;
         }
@@ -449,10 +454,6 @@ impl Session {
         let timer = tokio::time::sleep_until(Instant::now() + auth_timeout);
         tokio::pin!(timer);
         let mut fired = false;
-        // One shutdown wait for the whole session, not one per turn: each new one would
-        // register with (and leave) the watch channel that every session shares.
-        let stop = shutdown.changed();
-        tokio::pin!(stop);
         loop {
             let connected = self.socket.is_some();
             let idle_deadline = self.last_rx + self.limits.heartbeat * 3;
@@ -502,10 +503,6 @@ impl Session {
                         _ => Flow::Continue,
                     }
                 }
-                _ = &mut stop => {
-                    Box::pin(self.shut_down()).await;
-                    return Exit::Ended;
-                }
             };
             match flow {
                 Flow::Continue => {}
@@ -514,6 +511,10 @@ impl Session {
                     return Exit::Ended;
                 }
                 Flow::End => return Exit::Ended,
+                Flow::ShutDown => {
+                    Box::pin(self.shut_down()).await;
+                    return Exit::Ended;
+                }
                 Flow::Refuse(t) => return Exit::Refused(t),
                 Flow::Handed => return Exit::Handed,
                 Flow::Resumed => {
@@ -707,6 +708,7 @@ impl Session {
                 }
             }
             Control::Takeover(t) => return self.on_takeover(t).await,
+            Control::Shutdown => return Flow::ShutDown,
             Control::Overflow => {
                 tracing::debug!(session = self.handle.id, "send queue full");
                 self.app.metrics().slow_consumer();
