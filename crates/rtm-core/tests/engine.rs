@@ -8,6 +8,9 @@ use rtm_protocol::frame::{
     decode_client, encode_server, BatchWriter, ClientFrame, Push, ServerFrame,
 };
 
+mod common;
+use common::text_push;
+
 const APP: &str = "0123456789abcdef01234567";
 
 struct H {
@@ -731,20 +734,6 @@ fn undecodable_frame_closes_with_4000() {
     // The transport's own close event afterwards changes nothing.
     h.e.handle_closed(h.now, 4000);
     assert!(h.events().iter().all(|e| !matches!(e, Event::Error { .. })));
-}
-
-/// A text push outside rooms from `svc`, numbered `seq`.
-fn text_push(seq: u64, text: &str) -> Vec<u8> {
-    encode_server(&ServerFrame::Push {
-        seq,
-        push: Push {
-            kind: PushKind::OutsideRoom,
-            room: "",
-            from: "svc",
-            binary: false,
-            payload: text.as_bytes(),
-        },
-    })
 }
 
 fn texts(events: &[Event]) -> Vec<String> {

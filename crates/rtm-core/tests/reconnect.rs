@@ -4,10 +4,11 @@ use rtm_core::{
     Backoff, Code, Config, ConnectionState, Engine, Error, Event, LostCause, Payload,
     ReconnectPolicy, Transmit, Value,
 };
-use rtm_protocol::frame::{
-    decode_client, encode_members, encode_server, ClientFrame, Push, PushKind, ServerFrame,
-};
+use rtm_protocol::frame::{decode_client, encode_members, encode_server, ClientFrame, ServerFrame};
 use rtm_protocol::token::AccessToken;
+
+mod common;
+use common::text_push;
 
 const APP: &str = "0123456789abcdef01234567";
 const KEY1: [u8; 16] = [1; 16];
@@ -108,16 +109,8 @@ impl H {
     }
 
     fn push(&mut self, seq: u64, text: &str) {
-        self.frame(ServerFrame::Push {
-            seq,
-            push: Push {
-                kind: PushKind::OutsideRoom,
-                room: "",
-                from: "svc",
-                binary: false,
-                payload: text.as_bytes(),
-            },
-        });
+        let b = text_push(seq, text);
+        self.e.handle_frame(self.now, &b);
     }
 
     fn transmits(&mut self) -> Vec<Transmit> {
