@@ -414,3 +414,25 @@ async fn shutdown_tells_clients_to_reconnect() {
     a.expect_close(rtm_server::close::SHUTDOWN).await;
     stop.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_ends_sessions_kept_for_a_resume() {
+    // A resume window far longer than the shutdown grace period (10 s).
+    let server = server_with(config_with(600_000, 1024)).await;
+    let addr = server.local_addr();
+    let (mut a, _) = open(addr).await;
+    assert_eq!(a.login("alice").await, 0);
+    // A second, connected session, which is told and closed with 4003.
+    let (mut b, _) = open(addr).await;
+    assert_eq!(b.login("bob").await, 0);
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.hub().is_online(APP, "alice"), "kept for a resume");
+    // Both sessions end on the shutdown: the kept one does not wait out its window, nor
+    // the server its grace period.
+    let stop = tokio::spawn(server.shutdown());
+    b.expect_close(4003).await;
+    drop(b);
+    let done = tokio::time::timeout(Duration::from_secs(5), stop).await;
+    assert!(matches!(done, Ok(Ok(Ok(())))), "shutdown waited: {done:?}");
+}
