@@ -1293,8 +1293,8 @@ impl Manager {
                 // Tell the new member who is already there on other nodes.
                 for pair in others.chunks_exact(2) {
                     if pair[0] != user {
-                        session.deliver(crate::hub::Outbound::Frame(crate::hub::member_frame(
-                            &room, &pair[0], &pair[1], true, 0,
+                        session.deliver(crate::hub::Outbound::Frame(Box::new(
+                            crate::hub::member_frame(&room, &pair[0], &pair[1], true, 0),
                         )));
                     }
                 }
@@ -1493,7 +1493,7 @@ fn dispatch(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
         | (_, Wire::Left { node: n, .. })
             if n == node => {}
         ("u", Wire::Push { kind, body, .. }) => {
-            app.cluster_push_login(id, kind, Bytes::copy_from_slice(body));
+            app.cluster_push_login(id, kind, Arc::new(body.to_vec()));
         }
         ("u", Wire::LoginTaken { node: n, session }) => {
             tracing::debug!(
@@ -1515,7 +1515,7 @@ fn dispatch(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
             },
         ) => {
             let except = (!except.is_empty()).then_some(except);
-            app.cluster_push_room(id, kind, &to, except, Bytes::copy_from_slice(body));
+            app.cluster_push_room(id, kind, &to, except, Arc::new(body.to_vec()));
         }
         (
             "r",

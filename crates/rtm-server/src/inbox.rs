@@ -190,13 +190,20 @@ mod tests {
     }
 
     fn frame(n: u8) -> Outbound {
-        Outbound::Frame(Bytes::from(vec![n]))
+        Outbound::Frame(Box::new(Bytes::from(vec![n])))
     }
 
     fn bytes(o: &Outbound) -> u8 {
         match o {
-            Outbound::Frame(b) | Outbound::Push(b) => b[0],
+            Outbound::Frame(b) => b[0],
+            Outbound::Push(b) => b[0],
         }
+    }
+
+    #[test]
+    fn a_queued_frame_is_two_words() {
+        // Every delivery writes one into the inbox: keep it small.
+        assert_eq!(std::mem::size_of::<Outbound>(), 16);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use axum::extract::ws::WebSocket;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use crate::hub::Control;
+use crate::hub::{Body, Control};
 use crate::inbox::Inbox;
 
 /// The opaque key of a session, sent in its Welcome frame.
@@ -78,10 +78,12 @@ impl Resumes {
     }
 }
 
-/// The push bodies a session wrote last, by `seq`, bounded in count and bytes. Bodies are
-/// shared (`Bytes`) with every other recipient of a broadcast.
+/// The push bodies a session wrote last, numbered on from `first`, bounded in count and
+/// bytes. Bodies are shared with every other recipient: a slot is one pointer.
 pub(crate) struct ReplayRing {
-    items: VecDeque<(u64, Bytes)>,
+    items: VecDeque<Body>,
+    /// The `seq` of `items[0]`.
+    first: u64,
     bytes: usize,
     max_items: usize,
     max_bytes: usize,
@@ -91,46 +93,54 @@ impl ReplayRing {
     pub(crate) fn new(max_items: usize, max_bytes: usize) -> Self {
         ReplayRing {
             items: VecDeque::new(),
+            first: 0,
             bytes: 0,
             max_items,
             max_bytes,
         }
     }
 
-    /// Records the push `seq` (one more than the last recorded).
-    pub(crate) fn push(&mut self, seq: u64, body: Bytes) {
+    /// Records the push `seq`, one more than the last recorded (anything else starts the
+    /// ring over from `seq`).
+    pub(crate) fn push(&mut self, seq: u64, body: Body) {
         if self.max_items == 0 {
             return;
         }
+        if self.first + self.items.len() as u64 != seq {
+            self.items.clear();
+            self.bytes = 0;
+            self.first = seq;
+        }
         self.bytes += body.len();
-        self.items.push_back((seq, body));
+        self.items.push_back(body);
         while self.items.len() > self.max_items
             || (self.bytes > self.max_bytes && self.items.len() > 1)
         {
-            if let Some((_, b)) = self.items.pop_front() {
+            if let Some(b) = self.items.pop_front() {
                 self.bytes -= b.len();
+                self.first += 1;
             }
         }
     }
 
     /// The pushes after `last_seq`, when the ring still holds all of them up to `latest`
     /// (the last `seq` written); `None` when some are gone or `last_seq` is in the future.
-    pub(crate) fn after(&self, last_seq: u64, latest: u64) -> Option<Vec<(u64, Bytes)>> {
+    pub(crate) fn after(&self, last_seq: u64, latest: u64) -> Option<Vec<(u64, Body)>> {
         if last_seq > latest {
             return None;
         }
         if last_seq == latest {
             return Some(Vec::new());
         }
-        let first = self.items.front()?.0;
-        if first > last_seq + 1 {
+        if self.items.is_empty() || self.first > last_seq + 1 {
             return None;
         }
+        let skip = usize::try_from(last_seq + 1 - self.first).ok()?;
         Some(
-            self.items
-                .iter()
-                .filter(|(s, _)| *s > last_seq)
-                .cloned()
+            (self.first..)
+                .zip(self.items.iter())
+                .skip(skip)
+                .map(|(seq, b)| (seq, b.clone()))
                 .collect(),
         )
     }
@@ -187,10 +197,10 @@ mod tests {
     fn ring_replays_what_it_still_holds() {
         let mut r = ReplayRing::new(3, 1 << 20);
         for s in 1..=5u64 {
-            r.push(s, Bytes::from(vec![s as u8]));
+            r.push(s, Arc::new(vec![s as u8]));
         }
         let seqs =
-            |v: Option<Vec<(u64, Bytes)>>| v.map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
+            |v: Option<Vec<(u64, Body)>>| v.map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
         assert_eq!(seqs(r.after(2, 5)), Some(vec![3, 4, 5]));
         assert_eq!(seqs(r.after(4, 5)), Some(vec![5]));
         assert_eq!(seqs(r.after(5, 5)), Some(vec![]));
@@ -205,7 +215,7 @@ mod tests {
     fn ring_is_bounded_in_bytes() {
         let mut r = ReplayRing::new(100, 10);
         for s in 1..=5u64 {
-            r.push(s, Bytes::from(vec![0; 4]));
+            r.push(s, Arc::new(vec![0; 4]));
         }
         assert_eq!(r.items.len(), 2);
         assert!(r.after(3, 5).is_some());

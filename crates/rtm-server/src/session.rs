@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::hub::{push_body, App, Control, Hub, LeaveReason, Outbound, RateLimiter, SessionHandle};
+use crate::hub::{
+    push_body, App, Body, Control, Hub, LeaveReason, Outbound, RateLimiter, SessionHandle,
+};
 use crate::inbox::{Inbox, Received};
 use crate::relay::{PendingQueue, Relays, SessionRelay};
 use crate::resume::{ReplayRing, ReplyCache, Resumes, SessionKey, Takeover};
@@ -332,8 +334,8 @@ struct Session {
 enum Out {
     /// A complete frame.
     Frame(Bytes),
-    /// A push: its `seq` and its body from `encode_push_body`.
-    Push(u64, Bytes),
+    /// A push: its `seq` and its body.
+    Push(u64, Body),
 }
 
 impl Out {
@@ -628,7 +630,7 @@ impl Session {
         let (seq, pending) = (&mut self.seq, &mut self.pending);
         let mut frames = std::iter::from_fn(|| {
             pending.pop_front().map(|out| match out {
-                Outbound::Frame(f) => Out::Frame(f),
+                Outbound::Frame(f) => Out::Frame(*f),
                 Outbound::Push(body) => {
                     *seq += 1;
                     Out::Push(*seq, body)
