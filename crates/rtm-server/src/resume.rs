@@ -35,38 +35,51 @@ type Entry = (String, Arc<Inbox>);
 /// shutdown reaches them all. Cheap to clone.
 #[derive(Clone, Default)]
 pub(crate) struct Resumes {
-    map: Arc<Mutex<HashMap<SessionKey, Entry>>>,
+    inner: Arc<Mutex<Registry>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    sessions: HashMap<SessionKey, Entry>,
+    /// The server is shutting down: sessions registered from now on are told at once.
+    shutting_down: bool,
 }
 
 impl Resumes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionKey, Entry>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes the session `key` of `app_id` reachable.
+    /// Makes the session `key` of `app_id` reachable (and, during a shutdown, tells it).
     pub(crate) fn register(&self, key: SessionKey, app_id: &str, inbox: Arc<Inbox>) {
-        self.lock().insert(key, (app_id.to_owned(), inbox));
+        let mut r = self.lock();
+        if r.shutting_down {
+            let _ = inbox.control(Control::Shutdown);
+        }
+        r.sessions.insert(key, (app_id.to_owned(), inbox));
     }
 
     /// Forgets the session `key`.
     pub(crate) fn unregister(&self, key: &SessionKey) {
-        self.lock().remove(key);
+        self.lock().sessions.remove(key);
     }
 
     /// The session of `app_id` with this key.
     pub(crate) fn find(&self, key: &[u8], app_id: &str) -> Option<Arc<Inbox>> {
         let key: SessionKey = key.try_into().ok()?;
-        let map = self.lock();
-        let (app, inbox) = map.get(&key)?;
+        let r = self.lock();
+        let (app, inbox) = r.sessions.get(&key)?;
         (app == app_id).then(|| inbox.clone())
     }
 
-    /// Tells every registered session that the server is shutting down.
+    /// Tells every session, registered now or later, that the server is shutting down.
     ///
     /// Each session hears it through its own inbox, so a session's turn waits on nothing
     /// shared with every other session.
     pub(crate) fn shut_down_all(&self) {
-        for (_, inbox) in self.lock().values() {
+        let mut r = self.lock();
+        r.shutting_down = true;
+        for (_, inbox) in r.sessions.values() {
             let _ = inbox.control(Control::Shutdown);
         }
     }
@@ -74,7 +87,7 @@ impl Resumes {
     /// How many sessions are registered.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().sessions.len()
     }
 }
 
@@ -234,6 +247,26 @@ mod tests {
         }
         assert_eq!(c.earlier(7, 1), None, "evicted");
         assert_eq!(c.items.len(), REPLY_CACHE_ITEMS);
+    }
+
+    #[test]
+    fn a_shutdown_reaches_sessions_registered_before_and_after_it() {
+        use crate::inbox::Received;
+        use std::task::{Context, Poll, Waker};
+        let told = |inbox: &Inbox| {
+            let mut cx = Context::from_waker(Waker::noop());
+            matches!(
+                inbox.poll_recv(&mut cx, None),
+                Poll::Ready(Received::Control(Control::Shutdown))
+            )
+        };
+        let r = Resumes::default();
+        let (before, after) = (Arc::new(Inbox::new(1)), Arc::new(Inbox::new(1)));
+        r.register([1; 16], "app", before.clone());
+        assert!(!told(&before));
+        r.shut_down_all();
+        r.register([2; 16], "app", after.clone());
+        assert!(told(&before) && told(&after));
     }
 
     #[test]

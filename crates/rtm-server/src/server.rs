@@ -18,7 +18,7 @@ use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::token::{AccessToken, Privilege, TokenError};
 use rtm_protocol::SUBPROTOCOL;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
@@ -164,7 +164,6 @@ async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
     let state_hub = hub.clone();
     let resumes = Resumes::default();
@@ -175,7 +174,6 @@ async fn serve(
         env: SessionEnv {
             hub: hub.clone(),
             auth_timeout: Duration::from_millis(config.auth_timeout_ms),
-            shutdown: shutdown_rx,
             alive,
             relays,
             resumes: resumes.clone(),
@@ -199,7 +197,6 @@ async fn serve(
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");
-            let _ = shutdown_tx.send(true);
             resumes.shut_down_all();
         })
         .await?;

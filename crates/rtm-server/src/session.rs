@@ -22,7 +22,7 @@ use rtm_protocol::frame::{
 use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::token::{self, TokenError};
 use rtm_protocol::MAX_MESSAGE_BYTES;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::Config;
@@ -104,9 +104,6 @@ impl SessionLimits {
 pub(crate) struct SessionEnv {
     pub(crate) hub: Hub,
     pub(crate) auth_timeout: Duration,
-    /// True once the server is shutting down. Sessions hear of it through their inboxes
-    /// ([`Resumes::shut_down_all`]); one that starts later reads it here.
-    pub(crate) shutdown: watch::Receiver<bool>,
     /// Held while the task runs, so the server can wait for every session to end.
     pub(crate) alive: mpsc::Sender<()>,
     /// The business-server relays of every app.
@@ -243,7 +240,6 @@ pub(crate) fn run(
         resume_window_ms: u32::try_from(limits.resume_window.as_millis()).unwrap_or(u32::MAX),
     }));
     let SessionEnv {
-        shutdown,
         alive,
         auth_timeout,
         ..
@@ -251,7 +247,7 @@ pub(crate) fn run(
     async move {
         let (_open, _alive) = (open, alive);
         let exit = match s.write(welcome).await {
-            Flow::Continue => s.drive(shutdown, auth_timeout).await,
+            Flow::Continue => s.drive(auth_timeout).await,
             _ => Exit::Ended,
         };
         s.end(exit);
@@ -442,12 +438,7 @@ async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> R
 }
 
 impl Session {
-    async fn drive(&mut self, shutdown: watch::Receiver<bool>, auth_timeout: Duration) -> Exit {
-        // A session that starts after the shutdown began missed [`Resumes::shut_down_all`].
-        if *shutdown.borrow() {
-            Box::pin(self.close(close::SHUTDOWN, "server shutting down")).await;
-            return Exit::Ended;
-        }
+    async fn drive(&mut self, auth_timeout: Duration) -> Exit {
         let inbox = self.handle.inbox().clone();
         let mut auth_deadline = Some(Instant::now() + auth_timeout);
         let mut window: Option<Instant> = None;
