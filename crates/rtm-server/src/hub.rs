@@ -2,8 +2,10 @@
 //!
 //! The [`Hub`] is a cheap-to-clone handle. Each app keeps its logins and rooms behind one
 //! mutex held only for map operations and non-blocking queue pushes, never across an
-//! `.await`. Each session owns a bounded queue of pre-encoded frames; a session whose queue
-//! is full is disconnected rather than slowing down the sender.
+//! `.await`. Each session owns a bounded queue of pre-encoded frames, and each room a bounded
+//! log of its broadcasts that its members read from their own positions ([`crate::roomlog`]);
+//! a session whose queue is full, or that falls behind what a room log keeps, is disconnected
+//! rather than slowing down the sender.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +20,7 @@ use crate::config::{AppConfig, Config};
 use crate::inbox::Inbox;
 use crate::metrics::Metrics;
 use crate::resume::Takeover;
+use crate::roomlog::{Membership, RoomLog, Stamps};
 
 /// Identifies one WebSocket session for the lifetime of the server.
 pub(crate) type SessionId = u64;
@@ -89,15 +92,24 @@ struct Member {
     extra: String,
     /// Whether the other members are told about this one.
     visible: bool,
+    /// Where the session's reading of the room log ends.
+    membership: Arc<Membership>,
 }
 
-/// One room: its members by user id. The fan-out structure of a broadcast.
-#[derive(Default)]
+/// One room: its members by user id, and the log its broadcasts are written to once.
 struct Room {
     members: HashMap<String, Member>,
+    log: Arc<RoomLog>,
 }
 
 impl Room {
+    fn new(log_cap: usize) -> Self {
+        Room {
+            members: HashMap::new(),
+            log: RoomLog::new(log_cap),
+        }
+    }
+
     /// Queues the Member frame `f` (about `user`) for every other member.
     fn tell_others(&self, user: &str, f: &Bytes) {
         for (u, m) in &self.members {
@@ -180,6 +192,10 @@ pub(crate) struct App {
     metrics: Arc<Metrics>,
     /// Set when the server runs as a node of a cluster (`--redis-url`).
     cluster: OnceLock<Arc<Cluster>>,
+    /// Orders every push to this app's sessions (see `roomlog`).
+    stamps: Arc<Stamps>,
+    /// How many broadcasts a room log keeps (`Config::session_queue`).
+    log_cap: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -285,13 +301,19 @@ impl App {
         session: &SessionHandle,
     ) -> Vec<Bytes> {
         let mut st = self.state();
-        let r = st.rooms.entry(room.to_owned()).or_default();
+        let r = st
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| Room::new(self.log_cap));
+        let membership = Arc::<Membership>::default();
+        session.inbox.subscribe(r.log.reader(membership.clone()));
         let old = r.members.insert(
             user.to_owned(),
             Member {
                 session: session.clone(),
                 extra: extra.to_owned(),
                 visible,
+                membership,
             },
         );
         if let Some(c) = self.cluster() {
@@ -305,6 +327,7 @@ impl App {
             });
         }
         let was_visible = old.map(|old| {
+            old.membership.end(&self.stamps);
             if old.session.id != session.id {
                 old.session.control(Control::RoomTaken(room.to_owned()));
             }
@@ -366,6 +389,7 @@ impl App {
         let Some(left) = r.members.remove(user) else {
             return;
         };
+        left.membership.end(&self.stamps);
         if let Some(c) = self.cluster() {
             c.event(Event::Leave {
                 app: self.id.clone(),
@@ -502,8 +526,8 @@ impl App {
         n
     }
 
-    /// Queues `body` for the local members of `room`: those in `to`, or when `to` is empty
-    /// all but `except`.
+    /// Queues `body` for the local members of `room`: those in `to`, each in its inbox, or
+    /// when `to` is empty all but `except`, with one append to the room log.
     fn deliver_room(
         &self,
         room: &str,
@@ -518,20 +542,18 @@ impl App {
             let Some(r) = st.rooms.get(room) else {
                 return 0;
             };
-            let mut put = |m: &Member| {
-                if m.session.deliver(Outbound::Push(body.clone())) {
-                    n += 1;
-                } else {
-                    dropped += 1;
-                }
-            };
             if to.is_empty() {
-                r.members
-                    .iter()
-                    .filter(|(u, _)| Some(u.as_str()) != except)
-                    .for_each(|(_, m)| put(m));
+                let except = except.and_then(|u| r.members.get(u)).map(|m| m.session.id);
+                n = r.members.len() - usize::from(except.is_some());
+                r.log.append(self.stamps.take(), except, body);
             } else {
-                to.iter().filter_map(|u| r.members.get(*u)).for_each(put);
+                for m in to.iter().filter_map(|u| r.members.get(*u)) {
+                    if m.session.deliver(Outbound::Push(body.clone())) {
+                        n += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
             }
         }
         self.count_out(kind, n, dropped);
@@ -582,6 +604,7 @@ impl App {
             return;
         };
         if let Some(old) = r.members.remove(user) {
+            old.membership.end(&self.stamps);
             if r.members.is_empty() {
                 st.rooms.remove(room);
             }
@@ -687,6 +710,8 @@ impl Hub {
                 id: Arc::from(a.app_id.as_str()),
                 metrics: metrics.clone(),
                 cluster: OnceLock::new(),
+                stamps: Arc::default(),
+                log_cap: config.session_queue.max(1),
             });
             for k in &a.keys {
                 keys.insert(k.access_key.clone(), (app.clone(), k.secret_key.clone()));
@@ -720,11 +745,12 @@ impl Hub {
         self.key(access_key).map(|(_, sk)| sk.as_str())
     }
 
-    /// A new session handle; the session task reads its inbox.
-    pub(crate) fn new_session(&self) -> SessionHandle {
+    /// A new session handle of `app`; the session task reads its inbox.
+    pub(crate) fn new_session(&self, app: &App) -> SessionHandle {
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         SessionHandle {
-            id: self.inner.next_session.fetch_add(1, Ordering::Relaxed),
-            inbox: Arc::new(Inbox::new(self.inner.session_queue)),
+            id,
+            inbox: Arc::new(Inbox::new(self.inner.session_queue, id, app.stamps.clone())),
         }
     }
 

@@ -1,5 +1,6 @@
 //! A session's mailbox: the one place the hub, other nodes and new connections (resumes) hand
-//! things to a session task.
+//! things to a session task. It also holds the session's readers of its rooms' broadcast
+//! logs ([`crate::roomlog`]) and merges what they read with the queued frames in stamp order.
 //!
 //! One small mutex-guarded struct per session instead of channels: a push is a lock, a
 //! `VecDeque::push_back` and, only when the task is waiting, one wake. The task takes every
@@ -12,14 +13,17 @@
 //! rare: at most a few per login or membership).
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use crate::hub::{Control, Outbound};
+use crate::hub::{Control, Outbound, SessionId};
 use crate::resume::Takeover;
+use crate::roomlog::{Lost, Read, Reader, Stamps};
 
 /// Above this many slots, an emptied frame buffer is given back to the allocator.
 const KEEP_CAPACITY: usize = 256;
+/// Above this many slots, the buffer a turn reads room logs into is not kept.
+const KEEP_LOGGED: usize = 64;
 
 /// What [`Inbox::poll_recv`] hands the session.
 pub(crate) enum Received {
@@ -31,19 +35,28 @@ pub(crate) enum Received {
 
 #[derive(Default)]
 struct State {
-    frames: VecDeque<Outbound>,
+    /// Queued frames with their stamps, in stamp order (stamped under this lock).
+    frames: VecDeque<(u64, Outbound)>,
     control: VecDeque<Control>,
     waker: Option<Waker>,
     /// An overflow was reported and not yet taken.
     overflowed: bool,
     /// The session ended: every push is refused.
     closed: bool,
+    /// The room logs this session reads.
+    readers: Vec<Reader>,
+    /// What the readers read in one turn, reused.
+    logged: Vec<(u64, Outbound)>,
 }
 
 /// A session's mailbox (see the module docs). Shared behind an `Arc`.
 pub(crate) struct Inbox {
     state: Mutex<State>,
     cap: usize,
+    /// The session's id: it does not get back its own room messages.
+    id: SessionId,
+    /// The stamps of the session's app.
+    stamps: Arc<Stamps>,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -62,11 +75,14 @@ pub(crate) enum Refused {
 }
 
 impl Inbox {
-    /// An empty inbox holding at most `cap` frames (at least 1).
-    pub(crate) fn new(cap: usize) -> Self {
+    /// An empty inbox of session `id` holding at most `cap` frames (at least 1), stamping
+    /// them with its app's `stamps`.
+    pub(crate) fn new(cap: usize, id: SessionId, stamps: Arc<Stamps>) -> Self {
         Inbox {
             state: Mutex::default(),
             cap: cap.max(1),
+            id,
+            stamps,
         }
     }
 
@@ -88,11 +104,24 @@ impl Inbox {
             }
             return Err(Refused::Full);
         }
-        st.frames.push_back(out);
+        st.frames.push_back((self.stamps.take(), out));
         let w = st.waker.take();
         drop(st);
         wake(w);
         Ok(())
+    }
+
+    /// Starts reading a room log (the session joined its room).
+    pub(crate) fn subscribe(&self, reader: Reader) {
+        let mut st = self.lock();
+        if !st.closed {
+            st.readers.push(reader);
+        }
+    }
+
+    /// Whether a room log dropped entries this session had not read (it cannot resume).
+    pub(crate) fn lost_entries(&self) -> bool {
+        self.lock().readers.iter().any(Reader::lost)
     }
 
     /// Queues a control event; gives it back when the session has ended.
@@ -123,8 +152,10 @@ impl Inbox {
         wake(w);
     }
 
-    /// The next control event, or (when `frames` is given) every queued frame moved to the
-    /// end of `frames`; pending (and woken later) when there is neither.
+    /// The next control event, or (when `frames` is given) every queued frame and room-log
+    /// entry that can be handed out, moved in stamp order to the end of `frames`; pending
+    /// (and woken later) when there is neither. A reader that fell behind what a room log
+    /// keeps is reported as [`Control::Overflow`].
     pub(crate) fn poll_recv(
         &self,
         cx: &mut Context<'_>,
@@ -138,16 +169,10 @@ impl Inbox {
             return Poll::Ready(Received::Control(c));
         }
         if let Some(out) = frames {
-            if !st.frames.is_empty() {
-                if out.is_empty() {
-                    std::mem::swap(out, &mut st.frames);
-                } else {
-                    out.append(&mut st.frames);
-                }
-                if st.frames.capacity() > KEEP_CAPACITY {
-                    st.frames = VecDeque::new();
-                }
-                return Poll::Ready(Received::Frames);
+            match self.collect(&mut st, out, cx.waker()) {
+                Err(Lost) => return Poll::Ready(Received::Control(Control::Overflow)),
+                Ok(true) => return Poll::Ready(Received::Frames),
+                Ok(false) => {}
             }
         }
         match &st.waker {
@@ -157,12 +182,77 @@ impl Inbox {
         Poll::Pending
     }
 
+    /// Moves what can be handed out to `out` (see [`Inbox::poll_recv`]); true when it moved
+    /// anything. Readers that caught up leave `waker` with their logs.
+    fn collect(
+        &self,
+        st: &mut State,
+        out: &mut VecDeque<Outbound>,
+        waker: &Waker,
+    ) -> Result<bool, Lost> {
+        // Every queued frame is stamped below it: frames are stamped under our lock.
+        let limit = self.stamps.next();
+        let mut logged = std::mem::take(&mut st.logged);
+        let (mut lost, mut again, mut sources) = (false, false, 0);
+        let id = self.id;
+        st.readers.retain_mut(|r| {
+            let before = logged.len();
+            let read = r.read(limit, id, &mut logged);
+            sources += usize::from(logged.len() > before);
+            let keep = match read {
+                Ok(Read::CaughtUp) => {
+                    again |= !r.wait(id, waker);
+                    true
+                }
+                Ok(Read::More) => {
+                    again = true;
+                    true
+                }
+                Ok(Read::Done) => false,
+                Err(Lost) => {
+                    lost = true;
+                    false
+                }
+            };
+            if !keep {
+                r.forget(id);
+            }
+            keep
+        });
+        if lost {
+            return Err(Lost);
+        }
+        if again {
+            waker.wake_by_ref();
+        }
+        let before = out.len();
+        if logged.is_empty() {
+            out.extend(st.frames.drain(..).map(|(_, o)| o));
+        } else {
+            if sources > 1 || !st.frames.is_empty() {
+                logged.extend(st.frames.drain(..));
+                logged.sort_by_key(|(s, _)| *s);
+            }
+            out.extend(logged.drain(..).map(|(_, o)| o));
+        }
+        if logged.capacity() <= KEEP_LOGGED {
+            st.logged = logged;
+        }
+        if st.frames.capacity() > KEEP_CAPACITY {
+            st.frames = VecDeque::new();
+        }
+        Ok(out.len() > before)
+    }
+
     /// Ends the inbox: later pushes are refused. Returns the control events still queued
     /// (a takeover among them carries a connection to give back).
     pub(crate) fn close(&self) -> Vec<Control> {
         let mut st = self.lock();
         st.closed = true;
         st.frames = VecDeque::new();
+        let id = self.id;
+        st.readers.iter_mut().for_each(|r| r.forget(id));
+        st.readers = Vec::new();
         st.waker = None;
         std::mem::take(&mut st.control).into()
     }
@@ -208,7 +298,7 @@ mod tests {
 
     #[test]
     fn frames_arrive_in_order_and_wake_a_waiting_task() {
-        let inbox = Inbox::new(8);
+        let inbox = Inbox::new(8, 1, Arc::default());
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
@@ -235,7 +325,7 @@ mod tests {
 
     #[test]
     fn control_comes_first_and_frames_wait_while_not_wanted() {
-        let inbox = Inbox::new(8);
+        let inbox = Inbox::new(8, 1, Arc::default());
         let waker = Waker::noop();
         let mut cx = Context::from_waker(waker);
         inbox.push(frame(1)).unwrap();
@@ -252,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_full_inbox_refuses_and_reports_one_overflow() {
-        let inbox = Inbox::new(2);
+        let inbox = Inbox::new(2, 1, Arc::default());
         let mut cx = Context::from_waker(Waker::noop());
         inbox.push(frame(1)).unwrap();
         inbox.push(frame(2)).unwrap();
@@ -267,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_closed_inbox_refuses_and_gives_back_its_control_events() {
-        let inbox = Inbox::new(2);
+        let inbox = Inbox::new(2, 1, Arc::default());
         assert!(inbox.control(Control::RoomTaken("r".into())).is_ok());
         let left = inbox.close();
         assert!(matches!(left.as_slice(), [Control::RoomTaken(r)] if r == "r"));

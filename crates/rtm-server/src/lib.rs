@@ -40,6 +40,7 @@ mod metrics;
 pub mod openapi;
 mod relay;
 mod resume;
+mod roomlog;
 mod server;
 mod session;
 

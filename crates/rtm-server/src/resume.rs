@@ -261,7 +261,10 @@ mod tests {
             )
         };
         let r = Resumes::default();
-        let (before, after) = (Arc::new(Inbox::new(1)), Arc::new(Inbox::new(1)));
+        let (before, after) = (
+            Arc::new(Inbox::new(1, 1, Arc::default())),
+            Arc::new(Inbox::new(1, 1, Arc::default())),
+        );
         r.register([1; 16], "app", before.clone());
         assert!(!told(&before));
         r.shut_down_all();
@@ -272,7 +275,7 @@ mod tests {
     #[test]
     fn registry_is_per_app() {
         let r = Resumes::default();
-        r.register([1; 16], "app", Arc::new(Inbox::new(1)));
+        r.register([1; 16], "app", Arc::new(Inbox::new(1, 1, Arc::default())));
         assert!(r.find(&[1; 16], "app").is_some());
         assert!(r.find(&[1; 16], "other").is_none());
         assert!(r.find(&[1; 15], "app").is_none());

@@ -199,7 +199,7 @@ pub(crate) fn run(
     env: SessionEnv,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let open = app.metrics().connection();
-    let handle = env.hub.new_session();
+    let handle = env.hub.new_session(&app);
     let key: SessionKey = rand::random();
     let app_id = app.config.app_id.clone();
     env.resumes.register(key, &app_id, handle.inbox().clone());
@@ -724,6 +724,8 @@ impl Session {
     /// A new connection asks to become this session.
     async fn on_takeover(&mut self, t: Box<Takeover>) -> Flow {
         let replay = match self.user {
+            // Broadcasts it missed are gone from a room log: nothing to resume.
+            Some(_) if self.handle.inbox().lost_entries() => None,
             Some(_) => self.ring.after(t.last_seq, self.seq),
             None => None,
         };

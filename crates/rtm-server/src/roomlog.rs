@@ -1,0 +1,465 @@
+//! Room broadcasts written once: each room's log of recent broadcasts, read by every member's
+//! session from its own position, and the per-app stamps that keep a session's pushes in the
+//! order the server accepted them.
+//!
+//! A broadcast to a room of N members is one append to the room's [`RoomLog`], whatever N:
+//! the sender touches no member. Each session copies what it has not read yet on its own
+//! turn, without a lock: the log is a chain of fixed-size chunks whose slots are written
+//! once, so a reader only loads what the writer published. A session that has read
+//! everything leaves its waker with the log ([`Reader::wait`]) and the next append wakes it;
+//! a session that is busy costs the sender nothing.
+//!
+//! **Bounded.** The writer keeps the chunks holding the last `cap` entries (and at most
+//! [`MAX_LOG_BYTES`] of bodies); readers hold only a weak reference between turns, so a
+//! reader that fell further behind finds its chunk gone ([`Lost`]): a slow consumer, ended as
+//! one whose queue is full.
+//!
+//! **Order.** A session gets pushes from its inbox (unicasts, member events) and from the
+//! logs of its rooms. Every item of either kind carries a stamp ([`Stamps`]), taken when the
+//! server accepts it, under the lock that orders it in its queue. A session first reads the
+//! next stamp `S` and then hands out, in stamp order, every item it finds stamped below `S`.
+//! If a sender waited for the answer to item X before sending item Y, X was in place before
+//! Y was stamped; a session that finds Y below `S` also finds X, and hands X out first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::task::Waker;
+
+use crate::hub::{Body, Outbound, SessionId};
+
+/// Entries per chunk.
+const CHUNK: usize = 64;
+
+/// A room log keeps at most this many bytes of message bodies (besides its entry count).
+pub(crate) const MAX_LOG_BYTES: usize = 16 << 20;
+
+/// The stamp numbers of one app (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct Stamps {
+    next: AtomicU64,
+}
+
+impl Stamps {
+    /// A new stamp, taken when an item is accepted (under the lock of its queue).
+    pub(crate) fn take(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// The stamp the next item will get: everything handed out now is stamped below it.
+    pub(crate) fn next(&self) -> u64 {
+        self.next.load(Ordering::Acquire)
+    }
+}
+
+/// One broadcast in a log.
+struct Entry {
+    stamp: u64,
+    /// The member that sent it, which does not get it back.
+    except: Option<SessionId>,
+    body: Body,
+}
+
+/// [`CHUNK`] consecutive entries, each written once.
+struct Chunk {
+    /// The position of `slots[0]`.
+    start: u64,
+    slots: [OnceLock<Entry>; CHUNK],
+    next: OnceLock<Arc<Chunk>>,
+}
+
+impl Chunk {
+    fn new(start: u64) -> Arc<Chunk> {
+        Arc::new(Chunk {
+            start,
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            next: OnceLock::new(),
+        })
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|e| e.body.len())
+            .sum()
+    }
+}
+
+struct Writer {
+    /// The chunks holding the kept entries, oldest first; entries go into the last.
+    chunks: VecDeque<Arc<Chunk>>,
+    /// The position of the next entry.
+    end: u64,
+    /// The body bytes in `chunks`.
+    bytes: usize,
+}
+
+/// Sessions waiting for the next entry, by session.
+#[derive(Default)]
+struct Waiters {
+    wakers: HashMap<SessionId, Waker>,
+}
+
+/// A room's recent broadcasts (see the module docs).
+pub(crate) struct RoomLog {
+    writer: Mutex<Writer>,
+    waiters: Mutex<Waiters>,
+    /// Bumped each time the waiters are woken: a reader registered at an older value is
+    /// no longer registered.
+    wakes: AtomicU64,
+    cap: usize,
+}
+
+impl std::fmt::Debug for RoomLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomLog").field("cap", &self.cap).finish()
+    }
+}
+
+/// A reader fell behind what the log keeps: it lost entries (a slow consumer).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Lost;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a single queue or map operation: a poisoned lock is
+    // consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RoomLog {
+    /// An empty log keeping at least the last `cap` entries (at least 1).
+    pub(crate) fn new(cap: usize) -> Arc<Self> {
+        Arc::new(RoomLog {
+            writer: Mutex::new(Writer {
+                chunks: VecDeque::from([Chunk::new(0)]),
+                end: 0,
+                bytes: 0,
+            }),
+            waiters: Mutex::default(),
+            wakes: AtomicU64::new(0),
+            cap: cap.max(1),
+        })
+    }
+
+    /// A reader for a new member: it reads what is appended from now on, until
+    /// `membership` ends.
+    pub(crate) fn reader(self: &Arc<Self>, membership: Arc<Membership>) -> Reader {
+        let w = lock(&self.writer);
+        let tail = w.chunks.back().expect("a log has a chunk");
+        Reader {
+            log: self.clone(),
+            chunk: Arc::downgrade(tail),
+            pos: w.end,
+            membership,
+            registered: None,
+        }
+    }
+
+    /// Appends a broadcast (stamped `stamp`, not for session `except`) and wakes the
+    /// sessions waiting for it. The oldest chunks go once they hold none of the last `cap`
+    /// entries, or the bodies exceed [`MAX_LOG_BYTES`].
+    pub(crate) fn append(&self, stamp: u64, except: Option<SessionId>, body: Body) {
+        {
+            let mut w = lock(&self.writer);
+            let pos = w.end;
+            let mut tail = w.chunks.back().expect("a log has a chunk").clone();
+            if pos == tail.start + CHUNK as u64 {
+                let next = Chunk::new(pos);
+                let _ = tail.next.set(next.clone());
+                w.chunks.push_back(next.clone());
+                tail = next;
+            }
+            w.bytes += body.len();
+            let entry = Entry {
+                stamp,
+                except,
+                body,
+            };
+            let _ = tail.slots[(pos - tail.start) as usize].set(entry);
+            w.end = pos + 1;
+            let keep_from = w.end.saturating_sub(self.cap as u64);
+            while w.chunks.len() > 1 {
+                let front = &w.chunks[0];
+                let old = front.start + CHUNK as u64 <= keep_from;
+                if !old && w.bytes <= MAX_LOG_BYTES {
+                    break;
+                }
+                let gone = front.bytes();
+                w.bytes -= gone;
+                w.chunks.pop_front();
+            }
+        }
+        let woken: Vec<Waker> = {
+            let mut ws = lock(&self.waiters);
+            if ws.wakers.is_empty() {
+                return;
+            }
+            self.wakes.fetch_add(1, Ordering::AcqRel);
+            ws.wakers.drain().map(|(_, w)| w).collect()
+        };
+        woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Where a member's reading of a room log ends: the stamp at which it left the room
+/// (`u64::MAX` while it is a member). Shared by the hub's member and the session's reader.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    until: AtomicU64,
+}
+
+impl Default for Membership {
+    fn default() -> Self {
+        Membership {
+            until: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl Membership {
+    /// Ends the membership now (under the app's lock, as appends are): the member reads
+    /// nothing accepted from here on.
+    pub(crate) fn end(&self, stamps: &Stamps) {
+        self.until.store(stamps.take(), Ordering::Release);
+    }
+
+    fn until(&self) -> u64 {
+        self.until.load(Ordering::Acquire)
+    }
+}
+
+/// How far a [`Reader::read`] got.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Everything appended so far was read.
+    CaughtUp,
+    /// It stopped at an entry stamped at or after the limit: read again soon.
+    More,
+    /// The membership ended and everything before its end was read: drop the reader.
+    Done,
+}
+
+/// A session's reading of one room log (see the module docs).
+pub(crate) struct Reader {
+    log: Arc<RoomLog>,
+    /// The chunk holding `pos` (or ending just before it).
+    chunk: Weak<Chunk>,
+    pos: u64,
+    membership: Arc<Membership>,
+    /// The log's `wakes` when this reader left its waker there.
+    registered: Option<u64>,
+}
+
+impl Reader {
+    /// Reads, for session `me`, the entries stamped below `limit` into `out` (skipping those
+    /// `me` sent) and moves past them.
+    pub(crate) fn read(
+        &mut self,
+        limit: u64,
+        me: SessionId,
+        out: &mut Vec<(u64, Outbound)>,
+    ) -> Result<Read, Lost> {
+        let until = self.membership.until();
+        let limit = limit.min(until);
+        let Some(mut c) = self.chunk.upgrade() else {
+            return Err(Lost);
+        };
+        let start = c.start;
+        let read = loop {
+            let i = (self.pos - c.start) as usize;
+            if i == CHUNK {
+                match c.next.get() {
+                    Some(n) => {
+                        c = n.clone();
+                        continue;
+                    }
+                    None => break Read::CaughtUp,
+                }
+            }
+            match c.slots[i].get() {
+                None => break Read::CaughtUp,
+                Some(e) if e.stamp >= until => break Read::Done,
+                Some(e) if e.stamp >= limit => break Read::More,
+                Some(e) => {
+                    if e.except != Some(me) {
+                        out.push((e.stamp, Outbound::Push(e.body.clone())));
+                    }
+                    self.pos += 1;
+                }
+            }
+        };
+        if c.start != start {
+            self.chunk = Arc::downgrade(&c);
+        }
+        // Entries appended after the membership ended are stamped after its end.
+        Ok(match read {
+            Read::CaughtUp if until != u64::MAX => Read::Done,
+            r => r,
+        })
+    }
+
+    /// Whether an entry this reader has not read is in the log.
+    fn has_next(&self) -> bool {
+        let Some(c) = self.chunk.upgrade() else {
+            return true;
+        };
+        match c.slots.get((self.pos - c.start) as usize) {
+            Some(s) => s.get().is_some(),
+            None => c.next.get().is_some(),
+        }
+    }
+
+    /// After a read that caught up: leaves `waker` with the log, to be woken by the next
+    /// append. False when an entry arrived meanwhile (read again now).
+    pub(crate) fn wait(&mut self, me: SessionId, waker: &Waker) -> bool {
+        if self.registered == Some(self.log.wakes.load(Ordering::Acquire)) {
+            return true;
+        }
+        let mut ws = lock(&self.log.waiters);
+        // Checked under the lock an append takes to wake: no entry slips between.
+        if self.has_next() {
+            return false;
+        }
+        self.registered = Some(self.log.wakes.load(Ordering::Acquire));
+        ws.wakers.insert(me, waker.clone());
+        true
+    }
+
+    /// Whether entries this reader had not read were dropped (it cannot resume).
+    pub(crate) fn lost(&self) -> bool {
+        self.chunk.strong_count() == 0
+    }
+
+    /// Takes back a waker left with the log (the reader is being dropped).
+    pub(crate) fn forget(&mut self, me: SessionId) {
+        if self.registered.take().is_some() {
+            lock(&self.log.waiters).wakers.remove(&me);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    fn body(n: u8) -> Body {
+        Arc::new(vec![n])
+    }
+
+    fn entries(r: &mut Reader, limit: u64, me: SessionId) -> Result<(Read, Vec<u8>), Lost> {
+        let mut out = Vec::new();
+        let read = r.read(limit, me, &mut out)?;
+        let first = |o: &Outbound| match o {
+            Outbound::Push(b) => b[0],
+            Outbound::Frame(f) => f[0],
+        };
+        Ok((read, out.iter().map(|(_, o)| first(o)).collect()))
+    }
+
+    #[test]
+    fn readers_see_entries_below_the_limit_once_and_skip_their_own() {
+        let log = RoomLog::new(8);
+        let mut r = log.reader(Arc::default());
+        log.append(1, None, body(1));
+        log.append(2, Some(7), body(2));
+        log.append(5, None, body(5));
+        assert_eq!(entries(&mut r, 5, 7), Ok((Read::More, vec![1])));
+        assert_eq!(entries(&mut r, 6, 7), Ok((Read::CaughtUp, vec![5])));
+        assert_eq!(entries(&mut r, 100, 7), Ok((Read::CaughtUp, vec![])));
+        let mut late = log.reader(Arc::default());
+        log.append(6, None, body(6));
+        assert_eq!(entries(&mut late, 100, 7), Ok((Read::CaughtUp, vec![6])));
+    }
+
+    #[test]
+    fn reading_crosses_chunks() {
+        let log = RoomLog::new(1000);
+        let mut r = log.reader(Arc::default());
+        let n = CHUNK as u64 * 3 + 5;
+        for s in 0..n {
+            log.append(s, None, body(s as u8));
+        }
+        let (read, got) = entries(&mut r, n, 1).unwrap();
+        assert_eq!(read, Read::CaughtUp);
+        assert_eq!(got, (0..n).map(|s| s as u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_reader_that_left_is_done_once_it_read_what_came_before() {
+        let log = RoomLog::new(8);
+        let stamps = Stamps::default();
+        let m = Arc::<Membership>::default();
+        let mut r = log.reader(m.clone());
+        log.append(stamps.take(), None, body(0));
+        m.end(&stamps);
+        log.append(stamps.take(), None, body(2));
+        assert_eq!(entries(&mut r, 1, 9), Ok((Read::Done, vec![0])));
+        // Still a member: it stops at the limit and reads on later.
+        let mut member = log.reader(Arc::default());
+        log.append(stamps.take(), None, body(3));
+        log.append(stamps.take(), None, body(4));
+        assert_eq!(entries(&mut member, 4, 9), Ok((Read::More, vec![3])));
+        assert_eq!(entries(&mut member, 5, 9), Ok((Read::CaughtUp, vec![4])));
+        // Left with nothing after its end appended yet: done as well.
+        let m = Arc::<Membership>::default();
+        let mut r = log.reader(m.clone());
+        m.end(&stamps);
+        assert_eq!(entries(&mut r, stamps.next(), 9), Ok((Read::Done, vec![])));
+    }
+
+    #[test]
+    fn a_reader_behind_what_the_log_keeps_lost_entries() {
+        let log = RoomLog::new(2);
+        let mut r = log.reader(Arc::default());
+        let mut keeps_up = log.reader(Arc::default());
+        for s in 0..CHUNK as u64 + 2 {
+            log.append(s, None, body(s as u8));
+            entries(&mut keeps_up, u64::MAX, 1).unwrap();
+        }
+        assert!(r.lost());
+        assert_eq!(entries(&mut r, u64::MAX, 1), Err(Lost));
+        assert!(!keeps_up.lost());
+    }
+
+    #[test]
+    fn the_log_is_bounded_in_bytes_too() {
+        let log = RoomLog::new(1 << 20);
+        let mut r = log.reader(Arc::default());
+        let big = Arc::new(vec![0u8; MAX_LOG_BYTES / (CHUNK + 1)]);
+        for s in 0..3 * CHUNK as u64 {
+            log.append(s, None, big.clone());
+        }
+        assert_eq!(entries(&mut r, u64::MAX, 1), Err(Lost));
+        assert!(lock(&log.writer).bytes <= MAX_LOG_BYTES);
+    }
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_waiting_reader_is_woken_once_by_the_next_append() {
+        let log = RoomLog::new(8);
+        let mut r = log.reader(Arc::default());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        assert!(r.wait(1, &waker));
+        assert!(r.wait(1, &waker), "still registered");
+        log.append(0, None, body(0));
+        log.append(1, None, body(1));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // An entry it has not read: no waiting.
+        assert!(!r.wait(1, &waker));
+        entries(&mut r, u64::MAX, 1).unwrap();
+        assert!(r.wait(1, &waker));
+        r.forget(1);
+        log.append(2, None, body(2));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "forgotten");
+    }
+}
