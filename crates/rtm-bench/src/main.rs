@@ -362,9 +362,11 @@ async fn fanout(a: FanoutArgs) -> Result<(), String> {
             && p99 < 1_000_000
             && sent.rate >= 0.9 * rate;
         println!(
-            "rate {rate:>7.0}/s (sent {:>7.0}/s, {} failed): delivered {}/{} = {:>9.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  CPU server {:.2} s ({:.0}%), generator {:.2} s ({:.0}%)  closed {closed}{}",
+            "rate {rate:>7.0}/s (sent {:>7.0}/s, {} failed, answered p50 {:.1} p99 {:.1} ms): delivered {}/{} = {:>9.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  CPU server {:.2} s ({:.0}%), generator {:.2} s ({:.0}%)  closed {closed}{}",
             sent.rate,
             sent.failed,
+            ms(sent.answer_p50),
+            ms(sent.answer_p99),
             snap.delivered,
             expected,
             per_sec,
@@ -387,6 +389,8 @@ async fn fanout(a: FanoutArgs) -> Result<(), String> {
             "sent_rate": sent.rate,
             "sent": sent.ok,
             "failed": sent.failed,
+            "answer_p50_us": sent.answer_p50,
+            "answer_p99_us": sent.answer_p99,
             "expected": expected,
             "delivered": snap.delivered,
             "secs": secs,

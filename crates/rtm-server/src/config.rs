@@ -118,7 +118,7 @@ pub struct Config {
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// How many frames may wait for a slow client before the server disconnects it; also how
-    /// many broadcasts each room keeps for members that have not read them yet.
+    /// many broadcasts (at least) each room keeps for members that have not read them yet.
     #[serde(default = "default_session_queue")]
     pub session_queue: usize,
     /// Serve files from this directory (GET / serves its `index.html`).

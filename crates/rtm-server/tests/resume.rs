@@ -153,6 +153,47 @@ async fn a_client_that_reads_batches_gets_the_replay_in_one_message() {
     b.expect_silence(Duration::from_millis(200)).await;
 }
 
+/// Room broadcasts sent while the connection is away wait in the room's log and arrive after
+/// the resume, numbered on; a session whose missed broadcasts the log no longer holds cannot
+/// resume.
+#[tokio::test]
+async fn room_broadcasts_missed_while_away_arrive_after_a_resume_unless_the_log_dropped_them() {
+    let mut config = config_with(30_000, 64);
+    // The log keeps at least the last 8 broadcasts; 300 are more than it can still hold.
+    config.session_queue = 8;
+    let server = server_with(config).await;
+    let addr = server.local_addr();
+    let broadcast = |text: String| {
+        let body =
+            json!({"AppId": APP, "RoomId": "r", "From": "svc", "Binary": false, "Message": text});
+        async move { api(addr, "SendBroadcast", &body).await.assert_ok() }
+    };
+    for (missed, resumes) in [(8, true), (300, false)] {
+        let (mut a, key) = open(addr).await;
+        assert_eq!(a.join("r", "alice").await, 0);
+        broadcast("first".into()).await;
+        assert_eq!(next_push(&mut a).await, (1, "first".into()));
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for i in 0..missed {
+            broadcast(format!("m{i}")).await;
+        }
+        let (mut b, _) = open(addr).await;
+        if resumes {
+            assert_eq!(resume(&mut b, &key, 1).await, 0);
+            for i in 0..missed {
+                assert_eq!(next_push(&mut b).await, (i as u64 + 2, format!("m{i}")));
+            }
+            b.expect_silence(Duration::from_millis(100)).await;
+            // Leave, so that the next round's alice is a new member of a new room.
+            let req = b.req();
+            assert_eq!(b.call(&ClientFrame::Leave { req, room: "r" }).await.0, 0);
+        } else {
+            assert_eq!(resume(&mut b, &key, 1).await, Code::RecoveryFailed.as_u16());
+        }
+    }
+}
+
 #[tokio::test]
 async fn room_members_see_nothing_during_a_resume_and_dropped_after_the_window() {
     let server = server_with(config_with(600, 1024)).await;
