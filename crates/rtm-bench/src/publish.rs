@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
 use rtm_protocol::sign::{self, SignRequest};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
@@ -36,6 +37,9 @@ pub struct Publisher {
     ok: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     first_error: Arc<Mutex<Option<String>>>,
+    /// Request-to-answer time of each broadcast of the current run, in microseconds (for the
+    /// bare server, whose publisher gets no answer, the time to queue it).
+    latency: Arc<Mutex<Histogram<u64>>>,
 }
 
 /// HTTP requests in flight at once. Each waits for the server's reply, which comes after the
@@ -52,6 +56,9 @@ pub struct Sent {
     pub failed: u64,
     /// The rate achieved, per second.
     pub rate: f64,
+    /// Request-to-answer time of the broadcasts, p50 and p99, in microseconds.
+    pub answer_p50: u64,
+    pub answer_p99: u64,
 }
 
 impl Publisher {
@@ -96,6 +103,9 @@ impl Publisher {
             ok: Arc::default(),
             failed: Arc::default(),
             first_error: Arc::default(),
+            latency: Arc::new(Mutex::new(
+                Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
+            )),
         })
     }
 
@@ -109,6 +119,7 @@ impl Publisher {
     pub async fn run(&self, rate: f64, duration: Duration, size: usize) -> Sent {
         let ok0 = self.ok.load(Ordering::Relaxed);
         let failed0 = self.failed.load(Ordering::Relaxed);
+        self.latency.lock().unwrap().reset();
         let start = Instant::now();
         let mut k: u64 = 0;
         loop {
@@ -131,15 +142,19 @@ impl Publisher {
             .expect("semaphore open");
         let secs = start.elapsed().as_secs_f64();
         let ok = self.ok.load(Ordering::Relaxed) - ok0;
+        let h = self.latency.lock().unwrap();
         Sent {
             ok,
             failed: self.failed.load(Ordering::Relaxed) - failed0,
             rate: ok as f64 / secs,
+            answer_p50: h.value_at_quantile(0.5),
+            answer_p99: h.value_at_quantile(0.99),
         }
     }
 
     async fn send_one(&self, size: usize) {
         let body = conn::payload(now_micros(), size);
+        let start = Instant::now();
         let req = match &self.how {
             How::Bare { tx } => {
                 let counter = if tx.send(body).await.is_ok() {
@@ -148,6 +163,7 @@ impl Publisher {
                     &self.failed
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                record(&self.latency, start);
                 return;
             }
             How::Socketio => self
@@ -162,10 +178,11 @@ impl Publisher {
             .acquire_owned()
             .await
             .expect("semaphore open");
-        let (ok, failed, first) = (
+        let (ok, failed, first, latency) = (
             self.ok.clone(),
             self.failed.clone(),
             self.first_error.clone(),
+            self.latency.clone(),
         );
         tokio::spawn(async move {
             let _permit = permit;
@@ -178,6 +195,7 @@ impl Publisher {
                 )),
                 Err(e) => Some(e.to_string()),
             };
+            record(&latency, start);
             match err {
                 None => ok.fetch_add(1, Ordering::Relaxed),
                 Some(e) => {
@@ -235,4 +253,10 @@ impl Publisher {
             .header("Authorization", auth)
             .body(body)
     }
+}
+
+/// Records the time since `since` in `h`.
+fn record(h: &Mutex<Histogram<u64>>, since: Instant) {
+    let us = since.elapsed().as_micros() as u64;
+    h.lock().unwrap().saturating_record(us.max(1));
 }
