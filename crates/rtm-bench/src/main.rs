@@ -18,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
@@ -313,18 +314,38 @@ async fn fanout(a: FanoutArgs) -> Result<(), String> {
         return Err("no client connected".into());
     }
 
-    let publisher = publish::Publisher::new(
-        &t,
-        publish::Keys {
-            access_key: c.access_key.clone(),
-            secret_key: c.secret_key.clone(),
-        },
-    )
-    .await?;
+    // The publisher runs on a runtime (and thread) of its own, so that its sends keep their
+    // schedule however busy the clients' runtime is: a send delayed here would be counted as
+    // the server's latency.
+    let prt = Background(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("publisher")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?,
+    ));
+    let keys = publish::Keys {
+        access_key: c.access_key.clone(),
+        secret_key: c.secret_key.clone(),
+    };
+    let target = t.clone();
+    let publisher = Arc::new(
+        prt.handle()
+            .spawn(async move { publish::Publisher::new(&target, keys).await })
+            .await
+            .map_err(|e| e.to_string())??,
+    );
+    let publish = |rate: f64, secs: f64| {
+        let p = publisher.clone();
+        let payload = a.payload;
+        let run = prt
+            .handle()
+            .spawn(async move { p.run(rate, Duration::from_secs_f64(secs), payload).await });
+        async move { run.await.expect("the publisher does not panic") }
+    };
     if a.warmup > 0.0 {
-        publisher
-            .run(rates[0], Duration::from_secs_f64(a.warmup), a.payload)
-            .await;
+        publish(rates[0], a.warmup).await;
         wait_quiet(Duration::from_millis(500), Duration::from_secs(10)).await;
     }
     let rec = recorder();
@@ -333,9 +354,7 @@ async fn fanout(a: FanoutArgs) -> Result<(), String> {
         rec.reset();
         let closed0 = rec.closed();
         let mark = CpuMark::now(pid);
-        let sent = publisher
-            .run(rate, Duration::from_secs_f64(a.duration), a.payload)
-            .await;
+        let sent = publish(rate, a.duration).await;
         let expected = sent.ok * connected as u64;
         // Drain: until everything arrived, or nothing more arrives for 2 s (at most 30 s).
         let drain_start = Instant::now();
@@ -573,4 +592,22 @@ async fn idle(a: IdleArgs) -> Result<(), String> {
             "closed": closed,
         }),
     )
+}
+
+/// A runtime owned by async code: shut down in the background when dropped (dropping it in
+/// place would block the runtime that runs the dropping task).
+struct Background(Option<tokio::runtime::Runtime>);
+
+impl Background {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("runtime until dropped").handle()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
