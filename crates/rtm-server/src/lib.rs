@@ -46,5 +46,5 @@ mod session;
 
 pub use config::{AppConfig, Config, ConfigError, KeyPair};
 pub use hub::Hub;
-pub use server::{issue_token, run, start, Error, ServerHandle, DEFAULT_TOKEN_TTL_SECS};
+pub use server::{issue_token, run, run_on, start, Error, ServerHandle, DEFAULT_TOKEN_TTL_SECS};
 pub use session::close;

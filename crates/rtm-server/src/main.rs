@@ -219,14 +219,41 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(args: &ServeArgs) -> Result<(), String> {
-    let config = config_from(args)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    rtm_server::run(config, listener, shutdown_signal())
+/// Serves on a single-threaded runtime that accepts connections and answers HTTP, with the
+/// WebSocket sessions on a multi-threaded one (`rtm_server::run_on`).
+fn serve(args: &ServeArgs) -> ExitCode {
+    let runtimes = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rtm-sessions")
+        .build()
+        .and_then(|sessions| {
+            let front = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok((sessions, front))
+        });
+    let (sessions, front) = match runtimes {
+        Ok(rts) => rts,
+        Err(e) => {
+            eprintln!("rtm-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = front.block_on(async {
+        let config = config_from(args)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        rtm_server::run_on(
+            config,
+            listener,
+            shutdown_signal(),
+            sessions.handle().clone(),
+        )
         .await
         .map_err(|e| e.to_string())
+    });
+    exit(r)
 }
 
 async fn business_demo(args: BizDemoArgs) -> Result<(), String> {
@@ -256,7 +283,11 @@ fn block_on<F: std::future::Future<Output = Result<(), String>>>(f: F) -> ExitCo
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(f) {
+    exit(rt.block_on(f))
+}
+
+fn exit(r: Result<(), String>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rtm-server: {e}");
@@ -290,7 +321,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => {
             init_logging(args.log_json);
-            block_on(serve(&args))
+            serve(&args)
         }
     }
 }

@@ -18,6 +18,7 @@ use rtm_protocol::ids::is_valid_id;
 use rtm_protocol::token::{AccessToken, Privilege, TokenError};
 use rtm_protocol::SUBPROTOCOL;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -58,6 +59,8 @@ pub(crate) struct ServerState {
     pub(crate) hub: Hub,
     pub(crate) config: Arc<Config>,
     pub(crate) env: SessionEnv,
+    /// The runtime the WebSocket sessions run on.
+    pub(crate) sessions: Handle,
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then tells every session
@@ -75,10 +78,37 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    run_on(config, listener, shutdown, Handle::current()).await
+}
+
+/// Like [`run`], with every WebSocket session on the runtime `sessions`: the runtime that
+/// runs this future only accepts connections and answers HTTP (the OpenAPI, `/healthz`,
+/// `/metrics`), so an OpenAPI request is answered at once however busy the sessions keep
+/// their runtime. `rtm-server serve` runs this way: a single-threaded runtime in front of a
+/// multi-threaded one for the sessions.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), rtm_server::Error> {
+/// let sessions = tokio::runtime::Runtime::new()?;
+/// let front = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// front.block_on(async {
+///     let config = rtm_server::Config::single_app("0123456789abcdef01234567", "appkey", "AK", "SK");
+///     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+///     let stop = async { let _ = tokio::signal::ctrl_c().await; };
+///     rtm_server::run_on(config, listener, stop, sessions.handle().clone()).await
+/// })
+/// # }
+/// ```
+pub async fn run_on(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    sessions: Handle,
+) -> Result<(), Error> {
     config.validate()?;
     let hub = Hub::new(&config);
     join_cluster(&config, &hub)?;
-    serve(config, hub, listener, shutdown).await
+    serve(config, hub, listener, shutdown, sessions).await
 }
 
 /// A running server started by [`start`].
@@ -131,9 +161,16 @@ pub async fn start(config: Config) -> Result<ServerHandle, Error> {
     let hub = Hub::new(&config);
     join_cluster(&config, &hub)?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(config, hub.clone(), listener, async move {
+    let stopped = async move {
         let _ = stopped.await;
-    }));
+    };
+    let task = tokio::spawn(serve(
+        config,
+        hub.clone(),
+        listener,
+        stopped,
+        Handle::current(),
+    ));
     Ok(ServerHandle {
         addr,
         hub,
@@ -163,6 +200,7 @@ async fn serve(
     hub: Hub,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    sessions: Handle,
 ) -> Result<(), Error> {
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
     let state_hub = hub.clone();
@@ -181,6 +219,7 @@ async fn serve(
         },
         hub,
         config: Arc::new(config),
+        sessions,
     };
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, apps = state.config.apps.len(), "rtm-server listening");
@@ -310,11 +349,11 @@ async fn websocket(
     let app_id = q.get("appId").cloned().unwrap_or_default();
     // `batch=1`: the client reads several frames in one Batch message (PROTOCOL.md §1).
     let batch = q.get("batch").is_some_and(|v| v == "1");
-    let env = state.env.clone();
+    let (env, sessions) = (state.env.clone(), state.sessions.clone());
     match state.hub.app(&app_id) {
         // The session runs as a task of its own, so nothing of the upgrade stays resident.
         Some(app) => ws.on_upgrade(move |socket| {
-            tokio::spawn(session::run(socket, batch, app, env));
+            drop(sessions.spawn(session::run(socket, batch, app, env)));
             std::future::ready(())
         }),
         None => ws.on_upgrade(move |socket| session::run_unknown_app(socket, app_id, env)),

@@ -672,3 +672,65 @@ async fn rate_limit_per_app() {
     api(addr, "SendUnicast", &body).await.assert_ok();
     s.shutdown().await.unwrap();
 }
+
+/// `run_on`, as `rtm-server serve` runs: sessions on a runtime of their own behind a
+/// single-threaded front that answers the OpenAPI. Pushes of every path arrive, and a
+/// shutdown still reaches every session (4003) and ends the server.
+#[test]
+fn sessions_on_their_own_runtime_behind_a_front_runtime() {
+    let sessions = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let front = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    front.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let server = tokio::spawn(rtm_server::run_on(
+            config(),
+            listener,
+            stopped,
+            sessions.handle().clone(),
+        ));
+        let mut a = connect(addr, APP).await;
+        let mut b = connect(addr, APP).await;
+        assert_eq!(a.login("alice").await, OK);
+        assert_eq!(a.join("r", "alice").await, OK);
+        assert_eq!(b.join("r", "bob").await, OK);
+        let room =
+            json!({"AppId": APP, "RoomId": "r", "From": "srv", "Binary": false, "Message": "all"});
+        api(addr, "SendBroadcast", &room).await.assert_ok();
+        let user =
+            json!({"AppId": APP, "From": "srv", "To": "alice", "Binary": false, "Message": "you"});
+        api(addr, "SendUnicast", &user).await.assert_ok();
+        let got = |p: (u64, PushKind, String, String, bool, Vec<u8>)| (p.0, p.1, p.5);
+        assert_eq!(
+            got(a.next_push().await),
+            (1, PushKind::Room, b"all".to_vec())
+        );
+        assert_eq!(
+            got(a.next_push().await),
+            (2, PushKind::OutsideRoom, b"you".to_vec())
+        );
+        assert_eq!(
+            got(b.next_push().await),
+            (1, PushKind::Room, b"all".to_vec())
+        );
+        stop.send(()).unwrap();
+        a.expect_close(rtm_server::close::SHUTDOWN).await;
+        b.expect_close(rtm_server::close::SHUTDOWN).await;
+        tokio::time::timeout(WAIT, server)
+            .await
+            .expect("the server ends")
+            .unwrap()
+            .unwrap();
+    });
+}
