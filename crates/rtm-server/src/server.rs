@@ -36,7 +36,7 @@ use crate::session::{self, SessionEnv, SessionLimits};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The initial read buffer of each WebSocket, in bytes (see `websocket`).
-const WS_READ_BUFFER: usize = 2048;
+const WS_READ_BUFFER: usize = 1024;
 
 /// The default lifetime of a token issued by `rtm-server token` and `/demo/token`, in seconds.
 pub const DEFAULT_TOKEN_TTL_SECS: u32 = 86_400;
@@ -337,11 +337,11 @@ async fn websocket(
             .into_response();
     }
     let max = state.config.max_frame_bytes;
-    // A 2 KiB read buffer (the library default is 128 KiB): the WebSocket zero-fills the
+    // A 1 KiB read buffer (the library default is 128 KiB): the WebSocket zero-fills the
     // buffer's free capacity on every read attempt, so its size is both resident memory per
     // connection and a memset per poll of the socket. Client frames are small (requests,
     // messages of ~100 bytes typically); a larger frame grows the buffer to its own size
-    // and is read in 2 KiB steps.
+    // and is read in 1 KiB steps.
     let ws = ws
         .max_message_size(max)
         .max_frame_size(max)
