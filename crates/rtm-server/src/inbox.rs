@@ -201,7 +201,7 @@ impl Inbox {
             sources += usize::from(logged.len() > before);
             let keep = match read {
                 Ok(Read::CaughtUp) => {
-                    again |= !r.wait(id, waker);
+                    again |= !r.wait(waker);
                     true
                 }
                 Ok(Read::More) => {
@@ -215,7 +215,7 @@ impl Inbox {
                 }
             };
             if !keep {
-                r.forget(id);
+                r.forget();
             }
             keep
         });
@@ -250,8 +250,7 @@ impl Inbox {
         let mut st = self.lock();
         st.closed = true;
         st.frames = VecDeque::new();
-        let id = self.id;
-        st.readers.iter_mut().for_each(|r| r.forget(id));
+        st.readers.iter_mut().for_each(Reader::forget);
         st.readers = Vec::new();
         st.waker = None;
         std::mem::take(&mut st.control).into()

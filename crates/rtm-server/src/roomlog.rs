@@ -95,10 +95,12 @@ struct Writer {
     bytes: usize,
 }
 
-/// Sessions waiting for the next entry, by session.
+/// Readers waiting for the next entry, by reader.
 #[derive(Default)]
 struct Waiters {
-    wakers: HashMap<SessionId, Waker>,
+    wakers: HashMap<u64, Waker>,
+    /// The id of the next reader.
+    next_reader: u64,
 }
 
 /// A room's recent broadcasts (see the module docs).
@@ -145,9 +147,15 @@ impl RoomLog {
     /// A reader for a new member: it reads what is appended from now on, until
     /// `membership` ends.
     pub(crate) fn reader(self: &Arc<Self>, membership: Arc<Membership>) -> Reader {
+        let id = {
+            let mut ws = lock(&self.waiters);
+            ws.next_reader += 1;
+            ws.next_reader
+        };
         let w = lock(&self.writer);
         let tail = w.chunks.back().expect("a log has a chunk");
         Reader {
+            id,
             log: self.clone(),
             chunk: Arc::downgrade(tail),
             pos: w.end,
@@ -242,6 +250,8 @@ pub(crate) enum Read {
 
 /// A session's reading of one room log (see the module docs).
 pub(crate) struct Reader {
+    /// Unique among the log's readers (a session that left and joined again has two).
+    id: u64,
     log: Arc<RoomLog>,
     /// The chunk holding `pos` (or ending just before it).
     chunk: Weak<Chunk>,
@@ -312,7 +322,7 @@ impl Reader {
 
     /// After a read that caught up: leaves `waker` with the log, to be woken by the next
     /// append. False when an entry arrived meanwhile (read again now).
-    pub(crate) fn wait(&mut self, me: SessionId, waker: &Waker) -> bool {
+    pub(crate) fn wait(&mut self, waker: &Waker) -> bool {
         if self.registered == Some(self.log.wakes.load(Ordering::Acquire)) {
             return true;
         }
@@ -322,7 +332,7 @@ impl Reader {
             return false;
         }
         self.registered = Some(self.log.wakes.load(Ordering::Acquire));
-        ws.wakers.insert(me, waker.clone());
+        ws.wakers.insert(self.id, waker.clone());
         true
     }
 
@@ -332,9 +342,9 @@ impl Reader {
     }
 
     /// Takes back a waker left with the log (the reader is being dropped).
-    pub(crate) fn forget(&mut self, me: SessionId) {
+    pub(crate) fn forget(&mut self) {
         if self.registered.take().is_some() {
-            lock(&self.log.waiters).wakers.remove(&me);
+            lock(&self.log.waiters).wakers.remove(&self.id);
         }
     }
 }
@@ -449,17 +459,35 @@ mod tests {
         let mut r = log.reader(Arc::default());
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
-        assert!(r.wait(1, &waker));
-        assert!(r.wait(1, &waker), "still registered");
+        assert!(r.wait(&waker));
+        assert!(r.wait(&waker), "still registered");
         log.append(0, None, body(0));
         log.append(1, None, body(1));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         // An entry it has not read: no waiting.
-        assert!(!r.wait(1, &waker));
+        assert!(!r.wait(&waker));
         entries(&mut r, u64::MAX, 1).unwrap();
-        assert!(r.wait(1, &waker));
-        r.forget(1);
+        assert!(r.wait(&waker));
+        r.forget();
         log.append(2, None, body(2));
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "forgotten");
+    }
+
+    #[test]
+    fn forgetting_one_reader_of_a_session_keeps_its_other_one_waiting() {
+        // A session that left a room and joined it again reads the log twice for a while.
+        let log = RoomLog::new(8);
+        let (mut left, mut joined) = (log.reader(Arc::default()), log.reader(Arc::default()));
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        assert!(left.wait(&waker));
+        assert!(joined.wait(&waker));
+        left.forget();
+        log.append(0, None, body(0));
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the other reader is woken"
+        );
     }
 }
