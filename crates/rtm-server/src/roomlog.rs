@@ -32,7 +32,7 @@ use crate::hub::{Body, Outbound, SessionId};
 const CHUNK: usize = 64;
 
 /// A room log keeps at most this many bytes of message bodies (besides its entry count).
-pub(crate) const MAX_LOG_BYTES: usize = 16 << 20;
+const MAX_LOG_BYTES: usize = 16 << 20;
 
 /// The stamp numbers of one app (see the module docs).
 #[derive(Debug, Default)]

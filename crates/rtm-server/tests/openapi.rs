@@ -705,6 +705,11 @@ fn sessions_on_their_own_runtime_behind_a_front_runtime() {
         assert_eq!(a.login("alice").await, OK);
         assert_eq!(a.join("r", "alice").await, OK);
         assert_eq!(b.join("r", "bob").await, OK);
+        assert_eq!(
+            sessions.metrics().num_alive_tasks(),
+            2,
+            "both sessions run on the sessions' runtime"
+        );
         let room =
             json!({"AppId": APP, "RoomId": "r", "From": "srv", "Binary": false, "Message": "all"});
         api(addr, "SendBroadcast", &room).await.assert_ok();

@@ -472,7 +472,7 @@ async fn shutdown_ends_sessions_kept_for_a_resume() {
     // Both sessions end on the shutdown: the kept one does not wait out its window, nor
     // the server its grace period.
     let stop = tokio::spawn(server.shutdown());
-    b.expect_close(4003).await;
+    b.expect_close(rtm_server::close::SHUTDOWN).await;
     drop(b);
     let done = tokio::time::timeout(Duration::from_secs(5), stop).await;
     assert!(matches!(done, Ok(Ok(Ok(())))), "shutdown waited: {done:?}");
