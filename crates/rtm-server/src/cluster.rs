@@ -1493,7 +1493,7 @@ fn dispatch(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
         | (_, Wire::Left { node: n, .. })
             if n == node => {}
         ("u", Wire::Push { kind, body, .. }) => {
-            app.cluster_push_login(id, kind, Arc::new(body.to_vec()));
+            app.cluster_push_login(id, kind, crate::hub::Payload::shared(body.to_vec()));
         }
         ("u", Wire::LoginTaken { node: n, session }) => {
             tracing::debug!(
@@ -1515,7 +1515,13 @@ fn dispatch(hub: &Hub, node: &str, channel: &str, payload: &[u8]) {
             },
         ) => {
             let except = (!except.is_empty()).then_some(except);
-            app.cluster_push_room(id, kind, &to, except, Arc::new(body.to_vec()));
+            app.cluster_push_room(
+                id,
+                kind,
+                &to,
+                except,
+                crate::hub::Payload::shared(body.to_vec()),
+            );
         }
         (
             "r",

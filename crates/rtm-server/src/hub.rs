@@ -39,7 +39,27 @@ pub(crate) enum LeaveReason {
 /// A push body from [`encode_push_body`], encoded once and shared by every recipient. One
 /// pointer wide: a queued push, and a push kept for a resume, take 16 and 8 bytes of the
 /// session's memory, and every delivery writes that much.
-pub(crate) type Body = Arc<Vec<u8>>;
+pub(crate) type Body = Arc<Payload>;
+
+/// The bytes of a [`Body`], on a cache line of their own: every recipient's session reads
+/// where they are while others change the reference count beside them.
+#[derive(Debug, Default, PartialEq, Eq)]
+#[repr(align(64))]
+pub(crate) struct Payload(Vec<u8>);
+
+impl Payload {
+    /// A shared body holding `bytes`.
+    pub(crate) fn shared(bytes: Vec<u8>) -> Body {
+        Arc::new(Payload(bytes))
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.0
+    }
+}
 
 /// What the hub queues for a session.
 #[derive(Debug)]
@@ -661,7 +681,7 @@ pub(crate) fn push_body(
     binary: bool,
     payload: &[u8],
 ) -> Body {
-    Arc::new(encode_push_body(&Push {
+    Payload::shared(encode_push_body(&Push {
         kind,
         room,
         from,

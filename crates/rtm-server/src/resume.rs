@@ -205,12 +205,13 @@ impl ReplyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Payload;
 
     #[test]
     fn ring_replays_what_it_still_holds() {
         let mut r = ReplayRing::new(3, 1 << 20);
         for s in 1..=5u64 {
-            r.push(s, Arc::new(vec![s as u8]));
+            r.push(s, Payload::shared(vec![s as u8]));
         }
         let seqs =
             |v: Option<Vec<(u64, Body)>>| v.map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
@@ -228,7 +229,7 @@ mod tests {
     fn ring_is_bounded_in_bytes() {
         let mut r = ReplayRing::new(100, 10);
         for s in 1..=5u64 {
-            r.push(s, Arc::new(vec![0; 4]));
+            r.push(s, Payload::shared(vec![0; 4]));
         }
         assert_eq!(r.items.len(), 2);
         assert!(r.after(3, 5).is_some());

@@ -352,11 +352,12 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::Payload;
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
 
     fn body(n: u8) -> Body {
-        Arc::new(vec![n])
+        Payload::shared(vec![n])
     }
 
     fn entries(r: &mut Reader, limit: u64, me: SessionId) -> Result<(Read, Vec<u8>), Lost> {
@@ -438,7 +439,7 @@ mod tests {
     fn the_log_is_bounded_in_bytes_too() {
         let log = RoomLog::new(1 << 20);
         let mut r = log.reader(Arc::default());
-        let big = Arc::new(vec![0u8; MAX_LOG_BYTES / (CHUNK + 1)]);
+        let big = Payload::shared(vec![0u8; MAX_LOG_BYTES / (CHUNK + 1)]);
         for s in 0..3 * CHUNK as u64 {
             log.append(s, None, big.clone());
         }
