@@ -197,13 +197,10 @@ impl Inbox {
         let id = self.id;
         st.readers.retain_mut(|r| {
             let before = logged.len();
-            let read = r.read(limit, id, &mut logged);
+            let read = r.read(limit, id, &mut logged, waker);
             sources += usize::from(logged.len() > before);
             let keep = match read {
-                Ok(Read::CaughtUp) => {
-                    again |= !r.wait(waker);
-                    true
-                }
+                Ok(Read::CaughtUp) => true,
                 Ok(Read::More) => {
                     again = true;
                     true

@@ -92,9 +92,13 @@ impl Resumes {
 }
 
 /// The push bodies a session wrote last, numbered on from `first`, bounded in count and
-/// bytes. Bodies are shared with every other recipient: a slot is one pointer.
+/// bytes. Bodies are shared with every other recipient: a slot is one pointer, and the
+/// body's length is kept beside it, so that dropping the oldest reads nothing of the body
+/// (its memory is cold by then, and other sessions are changing its reference count).
 pub(crate) struct ReplayRing {
     items: VecDeque<Body>,
+    /// The length of each of `items`.
+    lens: VecDeque<u32>,
     /// The `seq` of `items[0]`.
     first: u64,
     bytes: usize,
@@ -106,6 +110,7 @@ impl ReplayRing {
     pub(crate) fn new(max_items: usize, max_bytes: usize) -> Self {
         ReplayRing {
             items: VecDeque::new(),
+            lens: VecDeque::new(),
             first: 0,
             bytes: 0,
             max_items,
@@ -121,16 +126,21 @@ impl ReplayRing {
         }
         if self.first + self.items.len() as u64 != seq {
             self.items.clear();
+            self.lens.clear();
             self.bytes = 0;
             self.first = seq;
         }
-        self.bytes += body.len();
+        // Bodies are far below 4 GiB (frames are bounded); a saturated length is added and
+        // taken away alike.
+        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+        self.bytes += len as usize;
         self.items.push_back(body);
+        self.lens.push_back(len);
         while self.items.len() > self.max_items
             || (self.bytes > self.max_bytes && self.items.len() > 1)
         {
-            if let Some(b) = self.items.pop_front() {
-                self.bytes -= b.len();
+            if let (Some(_), Some(len)) = (self.items.pop_front(), self.lens.pop_front()) {
+                self.bytes -= len as usize;
                 self.first += 1;
             }
         }

@@ -240,9 +240,10 @@ impl Membership {
 /// How far a [`Reader::read`] got.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Read {
-    /// Everything appended so far was read.
+    /// Everything appended so far was read, and the waker was left with the log.
     CaughtUp,
-    /// It stopped at an entry stamped at or after the limit: read again soon.
+    /// It stopped at an entry stamped at or after the limit, or an entry arrived as it
+    /// caught up: read again soon.
     More,
     /// The membership ended and everything before its end was read: drop the reader.
     Done,
@@ -263,14 +264,21 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// Reads, for session `me`, the entries stamped below `limit` into `out` (skipping those
-    /// `me` sent) and moves past them.
+    /// `me` sent) and moves past them. When it caught up, it leaves `waker` with the log, to
+    /// be woken by the next append.
     pub(crate) fn read(
         &mut self,
         limit: u64,
         me: SessionId,
         out: &mut Vec<(u64, Outbound)>,
+        waker: &Waker,
     ) -> Result<Read, Lost> {
         let until = self.membership.until();
+        // Still waiting, and no append has woken the waiters since: there is nothing to read
+        // (an append on its way wakes this reader), and the shared chunk is left alone.
+        if until == u64::MAX && self.registered == Some(self.log.wakes.load(Ordering::Acquire)) {
+            return Ok(Read::CaughtUp);
+        }
         let limit = limit.min(until);
         let Some(mut c) = self.chunk.upgrade() else {
             return Err(Lost);
@@ -305,30 +313,21 @@ impl Reader {
         // Entries appended after the membership ended are stamped after its end.
         Ok(match read {
             Read::CaughtUp if until != u64::MAX => Read::Done,
+            Read::CaughtUp if !self.wait(&c, waker) => Read::More,
             r => r,
         })
     }
 
-    /// Whether an entry this reader has not read is in the log.
-    fn has_next(&self) -> bool {
-        let Some(c) = self.chunk.upgrade() else {
-            return true;
-        };
-        match c.slots.get((self.pos - c.start) as usize) {
-            Some(s) => s.get().is_some(),
-            None => c.next.get().is_some(),
-        }
-    }
-
-    /// After a read that caught up: leaves `waker` with the log, to be woken by the next
-    /// append. False when an entry arrived meanwhile (read again now).
-    pub(crate) fn wait(&mut self, waker: &Waker) -> bool {
-        if self.registered == Some(self.log.wakes.load(Ordering::Acquire)) {
-            return true;
-        }
+    /// After a read that caught up in chunk `c`: leaves `waker` with the log, to be woken by
+    /// the next append. False when an entry arrived meanwhile (read again now).
+    fn wait(&mut self, c: &Chunk, waker: &Waker) -> bool {
         let mut ws = lock(&self.log.waiters);
         // Checked under the lock an append takes to wake: no entry slips between.
-        if self.has_next() {
+        let arrived = match c.slots.get((self.pos - c.start) as usize) {
+            Some(s) => s.get().is_some(),
+            None => c.next.get().is_some(),
+        };
+        if arrived {
             return false;
         }
         self.registered = Some(self.log.wakes.load(Ordering::Acquire));
@@ -361,8 +360,17 @@ mod tests {
     }
 
     fn entries(r: &mut Reader, limit: u64, me: SessionId) -> Result<(Read, Vec<u8>), Lost> {
+        entries_waking(r, limit, me, Waker::noop())
+    }
+
+    fn entries_waking(
+        r: &mut Reader,
+        limit: u64,
+        me: SessionId,
+        waker: &Waker,
+    ) -> Result<(Read, Vec<u8>), Lost> {
         let mut out = Vec::new();
-        let read = r.read(limit, me, &mut out)?;
+        let read = r.read(limit, me, &mut out, waker)?;
         let first = |o: &Outbound| match o {
             Outbound::Push(b) => b[0],
             Outbound::Frame(f) => f[0],
@@ -460,18 +468,25 @@ mod tests {
         let mut r = log.reader(Arc::default());
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
-        assert!(r.wait(&waker));
-        assert!(r.wait(&waker), "still registered");
+        let caught_up = Ok((Read::CaughtUp, vec![]));
+        assert_eq!(entries_waking(&mut r, u64::MAX, 1, &waker), caught_up);
+        assert_eq!(entries_waking(&mut r, u64::MAX, 1, &waker), caught_up);
         log.append(0, None, body(0));
         log.append(1, None, body(1));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        // An entry it has not read: no waiting.
-        assert!(!r.wait(&waker));
-        entries(&mut r, u64::MAX, 1).unwrap();
-        assert!(r.wait(&waker));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once");
+        assert_eq!(
+            entries_waking(&mut r, u64::MAX, 1, &waker),
+            Ok((Read::CaughtUp, vec![0, 1]))
+        );
+        // Waiting again: an entry of the chunk after the next wakes it as well.
+        for s in 2..CHUNK as u64 + 1 {
+            log.append(s, None, body(s as u8));
+            entries_waking(&mut r, u64::MAX, 1, &waker).unwrap();
+        }
+        assert_eq!(count.0.load(Ordering::SeqCst), CHUNK);
         r.forget();
-        log.append(2, None, body(2));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "forgotten");
+        log.append(100, None, body(100));
+        assert_eq!(count.0.load(Ordering::SeqCst), CHUNK, "forgotten");
     }
 
     #[test]
@@ -481,8 +496,12 @@ mod tests {
         let (mut left, mut joined) = (log.reader(Arc::default()), log.reader(Arc::default()));
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
-        assert!(left.wait(&waker));
-        assert!(joined.wait(&waker));
+        for r in [&mut left, &mut joined] {
+            assert_eq!(
+                entries_waking(r, u64::MAX, 1, &waker),
+                Ok((Read::CaughtUp, vec![]))
+            );
+        }
         left.forget();
         log.append(0, None, body(0));
         assert_eq!(

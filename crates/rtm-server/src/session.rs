@@ -230,6 +230,7 @@ pub(crate) fn run(
         lost_rooms: HashSet::new(),
         last_rx: Instant::now(),
         last_ping: Instant::now(),
+        ping_due: false,
         members_after_reply: Vec::new(),
         pending: VecDeque::new(),
     };
@@ -318,8 +319,10 @@ struct Session {
     lost_rooms: HashSet<String>,
     /// When the last frame arrived.
     last_rx: Instant,
-    /// When the last WebSocket ping went out.
+    /// When the last WebSocket ping went out (or was queued to go with the next pushes).
     last_ping: Instant,
+    /// A WebSocket ping goes out in the next write of pushes.
+    ping_due: bool,
     /// Member frames of a first Join, written right after its reply.
     members_after_reply: Vec<Bytes>,
     /// Frames taken from the inbox and not yet written.
@@ -487,7 +490,13 @@ impl Session {
                         }
                         _ if connected && ping_at <= now => {
                             self.last_ping = now;
-                            self.write_message(Message::Ping(Bytes::new())).await
+                            if self.pending.is_empty() {
+                                self.write_message(Message::Ping(Bytes::new())).await
+                            } else {
+                                // Pushes are written next: the ping goes in the same write.
+                                self.ping_due = true;
+                                Flow::Continue
+                            }
                         }
                         Some(w) if !connected && w <= now => {
                             tracing::debug!(session = self.handle.id, "resume window expired");
@@ -628,7 +637,14 @@ impl Session {
                 }
             })
         });
-        let batch = write_some(socket, self.batch, &mut frames, Some(&mut self.ring));
+        let (ping, ring) = (std::mem::take(&mut self.ping_due), &mut self.ring);
+        let batch = async {
+            if ping {
+                // Flushed with the frames below: there is at least one (they are pending).
+                socket.feed(Message::Ping(Bytes::new())).await?;
+            }
+            write_some(socket, self.batch, &mut frames, Some(ring)).await
+        };
         let written = tokio::time::timeout(WRITE_TIMEOUT, batch).await;
         // After a burst, an emptied buffer is not kept at its largest.
         if self.pending.is_empty() && self.pending.capacity() > BATCH_FRAMES * 4 {

@@ -427,6 +427,31 @@ async fn a_silent_connection_is_closed_and_its_session_kept() {
 }
 
 #[tokio::test]
+async fn a_client_that_only_reads_pushes_is_pinged_and_kept() {
+    // A ping goes out alone, or in the write of pushes about to be written; either way the
+    // pongs of the client's stack keep the connection alive.
+    let mut c = config();
+    c.heartbeat_ms = 100;
+    let server = server_with(c).await;
+    let addr = server.local_addr();
+    let (mut a, _) = open(addr).await;
+    assert_eq!(a.login("alice").await, 0);
+    let sender = tokio::spawn(async move {
+        for i in 0..50 {
+            unicast(addr, "alice", &i.to_string()).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // Ten heartbeats without a frame from the client, only the pongs of its stack.
+    for i in 0..50 {
+        assert_eq!(next_push(&mut a).await, (i + 1, i.to_string()));
+    }
+    sender.await.unwrap();
+    assert!(a.pings >= 3, "{} pings in 10 heartbeats", a.pings);
+    assert_eq!(a.ping().await, 0, "still connected");
+}
+
+#[tokio::test]
 async fn a_normal_close_ends_the_session_at_once() {
     let server = server().await;
     let addr = server.local_addr();

@@ -146,6 +146,8 @@ pub struct Client {
     queued: VecDeque<Got>,
     /// How many Batch messages arrived, and how many frames they carried.
     pub batches: (usize, usize),
+    /// How many WebSocket pings arrived (the client stack answers them as it reads).
+    pub pings: usize,
 }
 
 pub async fn connect(addr: SocketAddr, app_id: &str) -> Client {
@@ -176,6 +178,7 @@ async fn connect_to(addr: SocketAddr, app_id: &str, query: &str) -> Client {
         session: None,
         queued: VecDeque::new(),
         batches: (0, 0),
+        pings: 0,
     }
 }
 
@@ -223,6 +226,7 @@ impl Client {
                     return first;
                 }
                 Some(Ok(Message::Close(c))) => return Got::Closed(c.map(|c| u16::from(c.code))),
+                Some(Ok(Message::Ping(_))) => self.pings += 1,
                 Some(Ok(_)) => continue,
             }
         }
