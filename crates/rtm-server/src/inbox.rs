@@ -192,13 +192,24 @@ impl Inbox {
     ) -> Result<bool, Lost> {
         // Every queued frame is stamped below it: frames are stamped under our lock.
         let limit = self.stamps.next();
-        let mut logged = std::mem::take(&mut st.logged);
+        let before = out.len();
+        // A single source is in order already: what it reads goes straight to `out`.
+        let direct = st.frames.is_empty() && st.readers.len() == 1;
+        let mut logged = if direct {
+            Vec::new()
+        } else {
+            std::mem::take(&mut st.logged)
+        };
         let (mut lost, mut again, mut sources) = (false, false, 0);
         let id = self.id;
         st.readers.retain_mut(|r| {
-            let before = logged.len();
-            let read = r.read(limit, id, &mut logged, waker);
-            sources += usize::from(logged.len() > before);
+            let n = logged.len();
+            let read = if direct {
+                r.read(limit, id, &mut |_, o| out.push_back(o), waker)
+            } else {
+                r.read(limit, id, &mut |s, o| logged.push((s, o)), waker)
+            };
+            sources += usize::from(logged.len() > n);
             let keep = match read {
                 Ok(Read::CaughtUp) => true,
                 Ok(Read::More) => {
@@ -222,18 +233,19 @@ impl Inbox {
         if again {
             waker.wake_by_ref();
         }
-        let before = out.len();
-        if logged.is_empty() {
-            out.extend(st.frames.drain(..).map(|(_, o)| o));
-        } else {
-            if sources > 1 || !st.frames.is_empty() {
-                logged.extend(st.frames.drain(..));
-                logged.sort_by_key(|(s, _)| *s);
+        if !direct {
+            if logged.is_empty() {
+                out.extend(st.frames.drain(..).map(|(_, o)| o));
+            } else {
+                if sources > 1 || !st.frames.is_empty() {
+                    logged.extend(st.frames.drain(..));
+                    logged.sort_by_key(|(s, _)| *s);
+                }
+                out.extend(logged.drain(..).map(|(_, o)| o));
             }
-            out.extend(logged.drain(..).map(|(_, o)| o));
-        }
-        if logged.capacity() <= KEEP_LOGGED {
-            st.logged = logged;
+            if logged.capacity() <= KEEP_LOGGED {
+                st.logged = logged;
+            }
         }
         if st.frames.capacity() > KEEP_CAPACITY {
             st.frames = VecDeque::new();

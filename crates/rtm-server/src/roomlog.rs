@@ -263,14 +263,14 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// Reads, for session `me`, the entries stamped below `limit` into `out` (skipping those
-    /// `me` sent) and moves past them. When it caught up, it leaves `waker` with the log, to
-    /// be woken by the next append.
+    /// Reads, for session `me`, the entries stamped below `limit` (skipping those `me` sent),
+    /// handing each to `out` with its stamp, and moves past them. When it caught up, it
+    /// leaves `waker` with the log, to be woken by the next append.
     pub(crate) fn read(
         &mut self,
         limit: u64,
         me: SessionId,
-        out: &mut Vec<(u64, Outbound)>,
+        out: &mut impl FnMut(u64, Outbound),
         waker: &Waker,
     ) -> Result<Read, Lost> {
         let until = self.membership.until();
@@ -301,7 +301,7 @@ impl Reader {
                 Some(e) if e.stamp >= limit => break Read::More,
                 Some(e) => {
                     if e.except != Some(me) {
-                        out.push((e.stamp, Outbound::Push(e.body.clone())));
+                        out(e.stamp, Outbound::Push(e.body.clone()));
                     }
                     self.pos += 1;
                 }
@@ -370,7 +370,7 @@ mod tests {
         waker: &Waker,
     ) -> Result<(Read, Vec<u8>), Lost> {
         let mut out = Vec::new();
-        let read = r.read(limit, me, &mut out, waker)?;
+        let read = r.read(limit, me, &mut |s, o| out.push((s, o)), waker)?;
         let first = |o: &Outbound| match o {
             Outbound::Push(b) => b[0],
             Outbound::Frame(f) => f[0],

@@ -72,8 +72,9 @@ const MAX_HELD_NOTICES: usize = 16;
 const BATCH_FRAMES: usize = 64;
 /// A batch is flushed once it holds this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
-/// The first allocation of a Batch message (it grows as needed).
-const BATCH_START_BYTES: usize = 4 * 1024;
+/// The first allocation of a Batch message (it grows as needed): a full batch of small
+/// pushes (64 of ~120 bytes) fits.
+const BATCH_START_BYTES: usize = 8 * 1024;
 
 /// The session limits of [`Config`].
 #[derive(Debug, Clone, Copy)]
