@@ -37,12 +37,13 @@ pub(crate) enum LeaveReason {
 }
 
 /// A push body from [`encode_push_body`], encoded once and shared by every recipient. One
-/// pointer wide: a queued push, and a push kept for a resume, take 16 and 8 bytes of the
+/// pointer wide: a queued push, and a push kept for a resume, take 16 and 12 bytes of the
 /// session's memory, and every delivery writes that much.
 pub(crate) type Body = Arc<Payload>;
 
-/// The bytes of a [`Body`], on a cache line of their own: every recipient's session reads
-/// where they are while others change the reference count beside them.
+/// The bytes of a [`Body`], aligned to a cache line so that the `Vec` header (pointer and
+/// length) sits apart from the `Arc`'s reference counts: every recipient's session reads
+/// the header while the others change the counts.
 #[derive(Debug, Default, PartialEq, Eq)]
 #[repr(align(64))]
 pub(crate) struct Payload(Vec<u8>);

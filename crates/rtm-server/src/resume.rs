@@ -93,8 +93,8 @@ impl Resumes {
 
 /// The push bodies a session wrote last, numbered on from `first`, bounded in count and
 /// bytes. Bodies are shared with every other recipient: a slot is one pointer, and the
-/// body's length is kept beside it, so that dropping the oldest reads nothing of the body
-/// (its memory is cold by then, and other sessions are changing its reference count).
+/// body's length is kept beside it, so that dropping the oldest touches nothing of the body
+/// but its reference count (its memory is cold by then).
 pub(crate) struct ReplayRing {
     items: VecDeque<Body>,
     /// The length of each of `items`.

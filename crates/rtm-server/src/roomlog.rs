@@ -478,7 +478,7 @@ mod tests {
             entries_waking(&mut r, u64::MAX, 1, &waker),
             Ok((Read::CaughtUp, vec![0, 1]))
         );
-        // Waiting again: an entry of the chunk after the next wakes it as well.
+        // Each later append wakes it once more, across the chunk boundary too.
         for s in 2..CHUNK as u64 + 1 {
             log.append(s, None, body(s as u8));
             entries_waking(&mut r, u64::MAX, 1, &waker).unwrap();
