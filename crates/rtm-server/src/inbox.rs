@@ -24,6 +24,9 @@ use crate::roomlog::{Lost, Read, Reader, Stamps};
 const KEEP_CAPACITY: usize = 256;
 /// Above this many slots, the buffer a turn reads room logs into is not kept.
 const KEEP_LOGGED: usize = 64;
+/// A session reading one room log takes at most this many entries at a time (one batch);
+/// the rest stay in the log, which holds them anyway, instead of in the session's memory.
+const READ_AHEAD: usize = crate::session::BATCH_FRAMES;
 
 /// What [`Inbox::poll_recv`] hands the session.
 pub(crate) enum Received {
@@ -193,7 +196,8 @@ impl Inbox {
         // Every queued frame is stamped below it: frames are stamped under our lock.
         let limit = self.stamps.next();
         let before = out.len();
-        // A single source is in order already: what it reads goes straight to `out`.
+        // A single source is in order already: what it reads goes straight to `out`, a batch
+        // at a time (the session comes back for more once `out` is written).
         let direct = st.frames.is_empty() && st.readers.len() == 1;
         let mut logged = if direct {
             Vec::new()
@@ -205,13 +209,20 @@ impl Inbox {
         st.readers.retain_mut(|r| {
             let n = logged.len();
             let read = if direct {
-                r.read(limit, id, &mut |_, o| out.push_back(o), waker)
+                r.read(limit, id, READ_AHEAD, &mut |_, o| out.push_back(o), waker)
             } else {
-                r.read(limit, id, &mut |s, o| logged.push((s, o)), waker)
+                r.read(
+                    limit,
+                    id,
+                    usize::MAX,
+                    &mut |s, o| logged.push((s, o)),
+                    waker,
+                )
             };
             sources += usize::from(logged.len() > n);
             let keep = match read {
-                Ok(Read::CaughtUp) => true,
+                // Paused: it reads on when the session has written what it took.
+                Ok(Read::CaughtUp | Read::Paused) => true,
                 Ok(Read::More) => {
                     again = true;
                     true

@@ -245,6 +245,8 @@ pub(crate) enum Read {
     /// It stopped at an entry stamped at or after the limit, or an entry arrived as it
     /// caught up: read again soon.
     More,
+    /// It handed out as many entries as it was allowed: read on once they are written.
+    Paused,
     /// The membership ended and everything before its end was read: drop the reader.
     Done,
 }
@@ -264,12 +266,13 @@ pub(crate) struct Reader {
 
 impl Reader {
     /// Reads, for session `me`, the entries stamped below `limit` (skipping those `me` sent),
-    /// handing each to `out` with its stamp, and moves past them. When it caught up, it
-    /// leaves `waker` with the log, to be woken by the next append.
+    /// handing at most `max` of them to `out` with their stamps, and moves past them. When it
+    /// caught up, it leaves `waker` with the log, to be woken by the next append.
     pub(crate) fn read(
         &mut self,
         limit: u64,
         me: SessionId,
+        max: usize,
         out: &mut impl FnMut(u64, Outbound),
         waker: &Waker,
     ) -> Result<Read, Lost> {
@@ -284,6 +287,7 @@ impl Reader {
             return Err(Lost);
         };
         let start = c.start;
+        let mut handed = 0;
         let read = loop {
             let i = (self.pos - c.start) as usize;
             if i == CHUNK {
@@ -301,7 +305,11 @@ impl Reader {
                 Some(e) if e.stamp >= limit => break Read::More,
                 Some(e) => {
                     if e.except != Some(me) {
+                        if handed == max {
+                            break Read::Paused;
+                        }
                         out(e.stamp, Outbound::Push(e.body.clone()));
+                        handed += 1;
                     }
                     self.pos += 1;
                 }
@@ -363,6 +371,25 @@ mod tests {
         entries_waking(r, limit, me, Waker::noop())
     }
 
+    fn entries_at_most(r: &mut Reader, max: usize, me: SessionId) -> Result<(Read, Vec<u8>), Lost> {
+        let mut out = Vec::new();
+        let read = r.read(
+            u64::MAX,
+            me,
+            max,
+            &mut |s, o| out.push((s, o)),
+            Waker::noop(),
+        )?;
+        Ok((read, out.iter().map(|(_, o)| first_byte(o)).collect()))
+    }
+
+    fn first_byte(o: &Outbound) -> u8 {
+        match o {
+            Outbound::Push(b) => b[0],
+            Outbound::Frame(f) => f[0],
+        }
+    }
+
     fn entries_waking(
         r: &mut Reader,
         limit: u64,
@@ -370,12 +397,8 @@ mod tests {
         waker: &Waker,
     ) -> Result<(Read, Vec<u8>), Lost> {
         let mut out = Vec::new();
-        let read = r.read(limit, me, &mut |s, o| out.push((s, o)), waker)?;
-        let first = |o: &Outbound| match o {
-            Outbound::Push(b) => b[0],
-            Outbound::Frame(f) => f[0],
-        };
-        Ok((read, out.iter().map(|(_, o)| first(o)).collect()))
+        let read = r.read(limit, me, usize::MAX, &mut |s, o| out.push((s, o)), waker)?;
+        Ok((read, out.iter().map(|(_, o)| first_byte(o)).collect()))
     }
 
     #[test]
@@ -391,6 +414,25 @@ mod tests {
         let mut late = log.reader(Arc::default());
         log.append(6, None, body(6));
         assert_eq!(entries(&mut late, 100, 7), Ok((Read::CaughtUp, vec![6])));
+    }
+
+    #[test]
+    fn a_reader_hands_out_at_most_what_it_is_allowed_and_reads_on_later() {
+        let log = RoomLog::new(8);
+        let mut r = log.reader(Arc::default());
+        for s in 0..5 {
+            log.append(s, (s == 1).then_some(7), body(s as u8));
+        }
+        // Its own entry (1) is skipped and not counted.
+        assert_eq!(
+            entries_at_most(&mut r, 2, 7),
+            Ok((Read::Paused, vec![0, 2]))
+        );
+        // Two left: it hands them out and has read everything.
+        assert_eq!(
+            entries_at_most(&mut r, 2, 7),
+            Ok((Read::CaughtUp, vec![3, 4]))
+        );
     }
 
     #[test]

@@ -69,7 +69,7 @@ const ONE_DAY: Duration = Duration::from_secs(86_400);
 const MAX_HELD_NOTICES: usize = 16;
 
 /// At most this many queued frames are written with one flush.
-const BATCH_FRAMES: usize = 64;
+pub(crate) const BATCH_FRAMES: usize = 64;
 /// A batch is flushed once it holds this many bytes.
 const BATCH_BYTES: usize = 64 * 1024;
 /// The first allocation of a Batch message (it grows as needed): a full batch of small
