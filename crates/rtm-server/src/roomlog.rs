@@ -368,26 +368,11 @@ mod tests {
     }
 
     fn entries(r: &mut Reader, limit: u64, me: SessionId) -> Result<(Read, Vec<u8>), Lost> {
-        entries_waking(r, limit, me, Waker::noop())
+        read_entries(r, limit, me, usize::MAX, Waker::noop())
     }
 
     fn entries_at_most(r: &mut Reader, max: usize, me: SessionId) -> Result<(Read, Vec<u8>), Lost> {
-        let mut out = Vec::new();
-        let read = r.read(
-            u64::MAX,
-            me,
-            max,
-            &mut |s, o| out.push((s, o)),
-            Waker::noop(),
-        )?;
-        Ok((read, out.iter().map(|(_, o)| first_byte(o)).collect()))
-    }
-
-    fn first_byte(o: &Outbound) -> u8 {
-        match o {
-            Outbound::Push(b) => b[0],
-            Outbound::Frame(f) => f[0],
-        }
+        read_entries(r, u64::MAX, me, max, Waker::noop())
     }
 
     fn entries_waking(
@@ -396,9 +381,24 @@ mod tests {
         me: SessionId,
         waker: &Waker,
     ) -> Result<(Read, Vec<u8>), Lost> {
-        let mut out = Vec::new();
-        let read = r.read(limit, me, usize::MAX, &mut |s, o| out.push((s, o)), waker)?;
-        Ok((read, out.iter().map(|(_, o)| first_byte(o)).collect()))
+        read_entries(r, limit, me, usize::MAX, waker)
+    }
+
+    /// What `r.read` hands out, as the first byte of each body.
+    fn read_entries(
+        r: &mut Reader,
+        limit: u64,
+        me: SessionId,
+        max: usize,
+        waker: &Waker,
+    ) -> Result<(Read, Vec<u8>), Lost> {
+        let mut got = Vec::new();
+        let read = r.read(limit, me, max, &mut |_, o| got.push(o), waker)?;
+        let first_byte = |o: &Outbound| match o {
+            Outbound::Push(b) => b[0],
+            Outbound::Frame(f) => f[0],
+        };
+        Ok((read, got.iter().map(first_byte).collect()))
     }
 
     #[test]
