@@ -207,19 +207,20 @@ impl Inbox {
         let (mut lost, mut again, mut sources) = (false, false, 0);
         let id = self.id;
         st.readers.retain_mut(|r| {
-            let n = logged.len();
             let read = if direct {
                 r.read(limit, id, READ_AHEAD, &mut |_, o| out.push_back(o), waker)
             } else {
-                r.read(
+                let n = logged.len();
+                let read = r.read(
                     limit,
                     id,
                     usize::MAX,
                     &mut |s, o| logged.push((s, o)),
                     waker,
-                )
+                );
+                sources += usize::from(logged.len() > n);
+                read
             };
-            sources += usize::from(logged.len() > n);
             let keep = match read {
                 // Paused: it reads on when the session has written what it took.
                 Ok(Read::CaughtUp | Read::Paused) => true,
