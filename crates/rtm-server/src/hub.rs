@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rtm_protocol::frame::{encode_push_body, encode_server, Push, PushKind, ServerFrame};
+use tokio::runtime::Handle;
 
 use crate::cluster::{Cluster, Event};
 use crate::config::{AppConfig, Config};
@@ -217,6 +218,8 @@ pub(crate) struct App {
     stamps: Arc<Stamps>,
     /// How many broadcasts a room log keeps (`Config::session_queue`).
     log_cap: usize,
+    /// The runtime the sessions run on, once the server runs.
+    sessions: Arc<OnceLock<Handle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -558,6 +561,7 @@ impl App {
         kind: PushKind,
     ) -> usize {
         let (mut n, mut dropped) = (0, 0);
+        let mut wakes = None;
         {
             let st = self.state();
             let Some(r) = st.rooms.get(room) else {
@@ -566,7 +570,7 @@ impl App {
             if to.is_empty() {
                 let except = except.and_then(|u| r.members.get(u)).map(|m| m.session.id);
                 n = r.members.len() - usize::from(except.is_some());
-                r.log.append(self.stamps.take(), except, body);
+                wakes = Some(r.log.append(self.stamps.take(), except, body));
             } else {
                 for m in to.iter().filter_map(|u| r.members.get(*u)) {
                     if m.session.deliver(Outbound::Push(body.clone())) {
@@ -576,6 +580,9 @@ impl App {
                     }
                 }
             }
+        }
+        if let Some(w) = wakes {
+            w.wake_on(self.sessions.get());
         }
         self.count_out(kind, n, dropped);
         n
@@ -701,6 +708,8 @@ struct HubInner {
     message_rate: u32,
     metrics: Arc<Metrics>,
     cluster: OnceLock<Arc<Cluster>>,
+    /// Shared with every app (see [`Hub::run_sessions_on`]).
+    sessions: Arc<OnceLock<Handle>>,
 }
 
 /// The server's shared state: the apps, their logins and rooms. Cheap to clone.
@@ -723,6 +732,7 @@ impl Hub {
         let mut apps = HashMap::new();
         let mut keys = HashMap::new();
         let metrics = Arc::new(Metrics::new());
+        let sessions = Arc::new(OnceLock::new());
         for a in &config.apps {
             let app = Arc::new(App {
                 config: a.clone(),
@@ -733,6 +743,7 @@ impl Hub {
                 cluster: OnceLock::new(),
                 stamps: Arc::default(),
                 log_cap: config.session_queue.max(1),
+                sessions: sessions.clone(),
             });
             for k in &a.keys {
                 keys.insert(k.access_key.clone(), (app.clone(), k.secret_key.clone()));
@@ -748,8 +759,15 @@ impl Hub {
                 message_rate: config.max_messages_per_sec,
                 metrics,
                 cluster: OnceLock::new(),
+                sessions,
             }),
         }
+    }
+
+    /// Sets the runtime the sessions run on, once: an append that wakes many of them wakes
+    /// them from there (see [`crate::roomlog::Wakes::wake_on`]).
+    pub(crate) fn run_sessions_on(&self, sessions: Handle) {
+        let _ = self.inner.sessions.set(sessions);
     }
 
     pub(crate) fn app(&self, app_id: &str) -> Option<Arc<App>> {

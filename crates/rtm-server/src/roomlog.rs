@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 
+use tokio::runtime::Handle;
+
 use crate::hub::{Body, Outbound, SessionId};
 
 /// Entries per chunk.
@@ -33,6 +35,10 @@ const CHUNK: usize = 64;
 
 /// A room log keeps at most this many bytes of message bodies (besides its entry count).
 const MAX_LOG_BYTES: usize = 16 << 20;
+
+/// Up to this many readers an append wakes where it runs; more are woken on the sessions'
+/// runtime ([`Wakes::wake_on`]).
+const WAKE_IN_PLACE: usize = 32;
 
 /// The stamp numbers of one app (see the module docs).
 #[derive(Debug, Default)]
@@ -164,10 +170,11 @@ impl RoomLog {
         }
     }
 
-    /// Appends a broadcast (stamped `stamp`, not for session `except`) and wakes the
-    /// sessions waiting for it. The oldest chunks go once they hold none of the last `cap`
-    /// entries, or the bodies exceed [`MAX_LOG_BYTES`].
-    pub(crate) fn append(&self, stamp: u64, except: Option<SessionId>, body: Body) {
+    /// Appends a broadcast (stamped `stamp`, not for session `except`) and returns the
+    /// sessions waiting for it, which are woken when the [`Wakes`] is dropped or handed on.
+    /// The oldest chunks go once they hold none of the last `cap` entries, or the bodies
+    /// exceed [`MAX_LOG_BYTES`].
+    pub(crate) fn append(&self, stamp: u64, except: Option<SessionId>, body: Body) -> Wakes {
         {
             let mut w = lock(&self.writer);
             let pos = w.end;
@@ -198,15 +205,35 @@ impl RoomLog {
                 w.chunks.pop_front();
             }
         }
-        let woken: Vec<Waker> = {
-            let mut ws = lock(&self.waiters);
-            if ws.wakers.is_empty() {
-                return;
-            }
-            self.wakes.fetch_add(1, Ordering::AcqRel);
-            ws.wakers.drain().map(|(_, w)| w).collect()
-        };
-        woken.into_iter().for_each(Waker::wake);
+        let mut ws = lock(&self.waiters);
+        if ws.wakers.is_empty() {
+            return Wakes(Vec::new());
+        }
+        self.wakes.fetch_add(1, Ordering::AcqRel);
+        Wakes(ws.wakers.drain().map(|(_, w)| w).collect())
+    }
+}
+
+/// The sessions an append has to wake. Dropping it wakes them where it is dropped: after the
+/// locks held around the append, so no lock is held for thousands of wakes.
+pub(crate) struct Wakes(Vec<Waker>);
+
+impl Wakes {
+    /// Wakes the readers, many of them from a task on `sessions`, the runtime their sessions
+    /// run on. A wake from one of its worker threads goes to that worker's own run queue
+    /// (the other worker steals half); a wake from any other thread, such as the thread
+    /// answering the OpenAPI, takes the runtime's shared queue lock once per session.
+    pub(crate) fn wake_on(mut self, sessions: Option<&Handle>) {
+        if let Some(rt) = sessions.filter(|_| self.0.len() > WAKE_IN_PLACE) {
+            let wakers = std::mem::take(&mut self.0);
+            rt.spawn(async move { wakers.into_iter().for_each(Waker::wake) });
+        }
+    }
+}
+
+impl Drop for Wakes {
+    fn drop(&mut self) {
+        self.0.drain(..).for_each(Waker::wake);
     }
 }
 
@@ -362,6 +389,7 @@ mod tests {
     use crate::hub::Payload;
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
+    use std::time::{Duration, Instant};
 
     fn body(n: u8) -> Body {
         Payload::shared(vec![n])
@@ -529,6 +557,55 @@ mod tests {
         r.forget();
         log.append(100, None, body(100));
         assert_eq!(count.0.load(Ordering::SeqCst), CHUNK, "forgotten");
+    }
+
+    /// Records the thread each wake ran on.
+    struct Where(Mutex<Vec<Option<String>>>);
+    impl Wake for Where {
+        fn wake(self: Arc<Self>) {
+            let name = std::thread::current().name().map(str::to_owned);
+            lock(&self.0).push(name);
+        }
+    }
+
+    #[test]
+    fn many_waiting_readers_are_woken_on_the_sessions_runtime_and_a_few_in_place() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("sessions")
+            .build()
+            .unwrap();
+        for (n, want) in [(WAKE_IN_PLACE + 8, "sessions"), (WAKE_IN_PLACE, "here")] {
+            let log = RoomLog::new(8);
+            let seen = Arc::new(Where(Mutex::default()));
+            let waker = Waker::from(seen.clone());
+            let mut readers: Vec<Reader> = (0..n).map(|_| log.reader(Arc::default())).collect();
+            for r in &mut readers {
+                assert_eq!(
+                    entries_waking(r, u64::MAX, 1, &waker).unwrap().0,
+                    Read::CaughtUp
+                );
+            }
+            std::thread::Builder::new()
+                .name("here".into())
+                .spawn({
+                    let (log, rt) = (log.clone(), rt.handle().clone());
+                    move || log.append(0, None, body(0)).wake_on(Some(&rt))
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while lock(&seen.0).len() < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let seen = lock(&seen.0);
+            assert_eq!(seen.len(), n, "every reader is woken once");
+            assert!(
+                seen.iter().all(|t| t.as_deref() == Some(want)),
+                "{n} woken on {want}"
+            );
+        }
     }
 
     #[test]

@@ -203,6 +203,7 @@ async fn serve(
     sessions: Handle,
 ) -> Result<(), Error> {
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
+    hub.run_sessions_on(sessions.clone());
     let state_hub = hub.clone();
     let resumes = Resumes::default();
     let relays = Relays::new(&config.apps)
