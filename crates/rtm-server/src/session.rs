@@ -230,7 +230,7 @@ pub(crate) fn run(
         lost_login: false,
         lost_rooms: HashSet::new(),
         last_rx: Instant::now(),
-        last_ping: Instant::now(),
+        last_ping: ping_base(Instant::now(), limits.heartbeat),
         ping_due: false,
         members_after_reply: Vec::new(),
         pending: VecDeque::new(),
@@ -320,7 +320,9 @@ struct Session {
     lost_rooms: HashSet<String>,
     /// When the last frame arrived.
     last_rx: Instant,
-    /// When the last WebSocket ping went out (or was queued to go with the next pushes).
+    /// When the last WebSocket ping went out (or was queued to go with the next pushes), or
+    /// the session opened, plus a random delay ([`ping_base`]): the next ping falls due a
+    /// heartbeat after this or after the last frame from the client, whichever is later.
     last_ping: Instant,
     /// A WebSocket ping goes out in the next write of pushes.
     ping_due: bool,
@@ -423,6 +425,14 @@ fn keep(ring: &mut Option<&mut ReplayRing>, out: Out) {
     }
 }
 
+/// Where the count towards the next ping starts: `now` plus a random delay of up to half a
+/// `heartbeat`. Connections opened together (a server restart, a load test) would otherwise
+/// ping together, every heartbeat, as one burst of thousands of writes; spread, the pings
+/// cost the same but a burst of pushes no longer meets them all at once.
+fn ping_base(now: Instant, heartbeat: Duration) -> Instant {
+    now + heartbeat.mul_f64(rand::random::<f64>() / 2.0)
+}
+
 async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>> {
     match s {
         Some(s) => s.recv().await,
@@ -490,7 +500,7 @@ impl Session {
                             Flow::Lost(Some((close::IDLE, "no heartbeat")))
                         }
                         _ if connected && ping_at <= now => {
-                            self.last_ping = now;
+                            self.last_ping = ping_base(now, self.limits.heartbeat);
                             if self.pending.is_empty() {
                                 self.write_message(Message::Ping(Bytes::new())).await
                             } else {
