@@ -21,7 +21,7 @@ use crate::config::{AppConfig, Config};
 use crate::inbox::Inbox;
 use crate::metrics::Metrics;
 use crate::resume::Takeover;
-use crate::roomlog::{Membership, RoomLog, Stamps};
+use crate::roomlog::{RoomLog, Stamps};
 
 /// Identifies one WebSocket session for the lifetime of the server.
 pub(crate) type SessionId = u64;
@@ -114,8 +114,15 @@ struct Member {
     extra: String,
     /// Whether the other members are told about this one.
     visible: bool,
-    /// Where the session's reading of the room log ends.
-    membership: Arc<Membership>,
+    /// The session's reader of the room log, ended when the membership ends.
+    reader: u64,
+}
+
+impl Member {
+    /// Ends the session's reading of the room log (under the app's lock, as appends are).
+    fn end(&self, stamps: &Stamps) {
+        self.session.inbox.end_reading(self.reader, stamps);
+    }
 }
 
 /// One room: its members by user id, and the log its broadcasts are written to once.
@@ -329,15 +336,16 @@ impl App {
             .rooms
             .entry(room.to_owned())
             .or_insert_with(|| Room::new(self.log_cap));
-        let membership = Arc::<Membership>::default();
-        session.inbox.subscribe(r.log.reader(membership.clone()));
+        let reader = r.log.reader();
+        let reader_id = reader.id();
+        session.inbox.subscribe(reader);
         let old = r.members.insert(
             user.to_owned(),
             Member {
                 session: session.clone(),
                 extra: extra.to_owned(),
                 visible,
-                membership,
+                reader: reader_id,
             },
         );
         if let Some(c) = self.cluster() {
@@ -351,7 +359,7 @@ impl App {
             });
         }
         let was_visible = old.map(|old| {
-            old.membership.end(&self.stamps);
+            old.end(&self.stamps);
             if old.session.id != session.id {
                 old.session.control(Control::RoomTaken(room.to_owned()));
             }
@@ -413,7 +421,7 @@ impl App {
         let Some(left) = r.members.remove(user) else {
             return;
         };
-        left.membership.end(&self.stamps);
+        left.end(&self.stamps);
         if let Some(c) = self.cluster() {
             c.event(Event::Leave {
                 app: self.id.clone(),
@@ -632,7 +640,7 @@ impl App {
             return;
         };
         if let Some(old) = r.members.remove(user) {
-            old.membership.end(&self.stamps);
+            old.end(&self.stamps);
             if r.members.is_empty() {
                 st.rooms.remove(room);
             }

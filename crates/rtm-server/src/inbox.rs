@@ -122,6 +122,15 @@ impl Inbox {
         }
     }
 
+    /// Ends the session's reading of a room log by reader `id` (its membership ended, under
+    /// the app's lock): it reads nothing accepted from here on.
+    pub(crate) fn end_reading(&self, id: u64, stamps: &Stamps) {
+        let mut st = self.lock();
+        if let Some(r) = st.readers.iter_mut().find(|r| r.id() == id) {
+            r.end(stamps);
+        }
+    }
+
     /// Whether a room log dropped entries this session had not read (it cannot resume).
     pub(crate) fn lost_entries(&self) -> bool {
         self.lock().readers.iter().any(Reader::lost)

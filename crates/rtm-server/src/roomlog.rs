@@ -105,9 +105,11 @@ struct Writer {
 #[derive(Default)]
 struct Waiters {
     wakers: HashMap<u64, Waker>,
-    /// The id of the next reader.
-    next_reader: u64,
 }
+
+/// The id of the next reader, unique in the process: a session tells its readers apart by it
+/// ([`crate::inbox::Inbox::end_reading`]), and a log its waiters.
+static NEXT_READER: AtomicU64 = AtomicU64::new(1);
 
 /// A room's recent broadcasts (see the module docs).
 pub(crate) struct RoomLog {
@@ -150,14 +152,10 @@ impl RoomLog {
         })
     }
 
-    /// A reader for a new member: it reads what is appended from now on, until
-    /// `membership` ends.
-    pub(crate) fn reader(self: &Arc<Self>, membership: Arc<Membership>) -> Reader {
-        let id = {
-            let mut ws = lock(&self.waiters);
-            ws.next_reader += 1;
-            ws.next_reader
-        };
+    /// A reader for a new member: it reads what is appended from now on, until it is
+    /// ended ([`Reader::end`]).
+    pub(crate) fn reader(self: &Arc<Self>) -> Reader {
+        let id = NEXT_READER.fetch_add(1, Ordering::Relaxed);
         let w = lock(&self.writer);
         let tail = w.chunks.back().expect("a log has a chunk");
         Reader {
@@ -165,7 +163,7 @@ impl RoomLog {
             log: self.clone(),
             chunk: Arc::downgrade(tail),
             pos: w.end,
-            membership,
+            until: u64::MAX,
             registered: None,
         }
     }
@@ -237,33 +235,6 @@ impl Drop for Wakes {
     }
 }
 
-/// Where a member's reading of a room log ends: the stamp at which it left the room
-/// (`u64::MAX` while it is a member). Shared by the hub's member and the session's reader.
-#[derive(Debug)]
-pub(crate) struct Membership {
-    until: AtomicU64,
-}
-
-impl Default for Membership {
-    fn default() -> Self {
-        Membership {
-            until: AtomicU64::new(u64::MAX),
-        }
-    }
-}
-
-impl Membership {
-    /// Ends the membership now (under the app's lock, as appends are): the member reads
-    /// nothing accepted from here on.
-    pub(crate) fn end(&self, stamps: &Stamps) {
-        self.until.store(stamps.take(), Ordering::Release);
-    }
-
-    fn until(&self) -> u64 {
-        self.until.load(Ordering::Acquire)
-    }
-}
-
 /// How far a [`Reader::read`] got.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Read {
@@ -286,7 +257,10 @@ pub(crate) struct Reader {
     /// The chunk holding `pos` (or ending just before it).
     chunk: Weak<Chunk>,
     pos: u64,
-    membership: Arc<Membership>,
+    /// The stamp at which the member left the room (`u64::MAX` while it is a member): it
+    /// reads nothing stamped from there on. Kept here, beside what a read loads anyway, and
+    /// set under the session's inbox lock, which every read holds.
+    until: u64,
     /// The log's `wakes` when this reader left its waker there.
     registered: Option<u64>,
 }
@@ -303,7 +277,7 @@ impl Reader {
         out: &mut impl FnMut(u64, Outbound),
         waker: &Waker,
     ) -> Result<Read, Lost> {
-        let until = self.membership.until();
+        let until = self.until;
         // Still waiting, and no append has woken the waiters since: there is nothing to read
         // (an append on its way wakes this reader), and the shared chunk is left alone.
         if until == u64::MAX && self.registered == Some(self.log.wakes.load(Ordering::Acquire)) {
@@ -370,6 +344,17 @@ impl Reader {
         true
     }
 
+    /// This reader's id (see [`NEXT_READER`]).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Ends the membership now (under the app's lock, as appends are): the member reads
+    /// nothing accepted from here on.
+    pub(crate) fn end(&mut self, stamps: &Stamps) {
+        self.until = stamps.take();
+    }
+
     /// Whether entries this reader had not read were dropped (it cannot resume).
     pub(crate) fn lost(&self) -> bool {
         self.chunk.strong_count() == 0
@@ -432,14 +417,14 @@ mod tests {
     #[test]
     fn readers_see_entries_below_the_limit_once_and_skip_their_own() {
         let log = RoomLog::new(8);
-        let mut r = log.reader(Arc::default());
+        let mut r = log.reader();
         log.append(1, None, body(1));
         log.append(2, Some(7), body(2));
         log.append(5, None, body(5));
         assert_eq!(entries(&mut r, 5, 7), Ok((Read::More, vec![1])));
         assert_eq!(entries(&mut r, 6, 7), Ok((Read::CaughtUp, vec![5])));
         assert_eq!(entries(&mut r, 100, 7), Ok((Read::CaughtUp, vec![])));
-        let mut late = log.reader(Arc::default());
+        let mut late = log.reader();
         log.append(6, None, body(6));
         assert_eq!(entries(&mut late, 100, 7), Ok((Read::CaughtUp, vec![6])));
     }
@@ -447,7 +432,7 @@ mod tests {
     #[test]
     fn a_reader_hands_out_at_most_what_it_is_allowed_and_reads_on_later() {
         let log = RoomLog::new(8);
-        let mut r = log.reader(Arc::default());
+        let mut r = log.reader();
         for s in 0..5 {
             log.append(s, (s == 1).then_some(7), body(s as u8));
         }
@@ -466,7 +451,7 @@ mod tests {
     #[test]
     fn reading_crosses_chunks() {
         let log = RoomLog::new(1000);
-        let mut r = log.reader(Arc::default());
+        let mut r = log.reader();
         let n = CHUNK as u64 * 3 + 5;
         for s in 0..n {
             log.append(s, None, body(s as u8));
@@ -480,30 +465,28 @@ mod tests {
     fn a_reader_that_left_is_done_once_it_read_what_came_before() {
         let log = RoomLog::new(8);
         let stamps = Stamps::default();
-        let m = Arc::<Membership>::default();
-        let mut r = log.reader(m.clone());
+        let mut r = log.reader();
         log.append(stamps.take(), None, body(0));
-        m.end(&stamps);
+        r.end(&stamps);
         log.append(stamps.take(), None, body(2));
         assert_eq!(entries(&mut r, 1, 9), Ok((Read::Done, vec![0])));
         // Still a member: it stops at the limit and reads on later.
-        let mut member = log.reader(Arc::default());
+        let mut member = log.reader();
         log.append(stamps.take(), None, body(3));
         log.append(stamps.take(), None, body(4));
         assert_eq!(entries(&mut member, 4, 9), Ok((Read::More, vec![3])));
         assert_eq!(entries(&mut member, 5, 9), Ok((Read::CaughtUp, vec![4])));
         // Left with nothing after its end appended yet: done as well.
-        let m = Arc::<Membership>::default();
-        let mut r = log.reader(m.clone());
-        m.end(&stamps);
+        let mut r = log.reader();
+        r.end(&stamps);
         assert_eq!(entries(&mut r, stamps.next(), 9), Ok((Read::Done, vec![])));
     }
 
     #[test]
     fn a_reader_behind_what_the_log_keeps_lost_entries() {
         let log = RoomLog::new(2);
-        let mut r = log.reader(Arc::default());
-        let mut keeps_up = log.reader(Arc::default());
+        let mut r = log.reader();
+        let mut keeps_up = log.reader();
         for s in 0..CHUNK as u64 + 2 {
             log.append(s, None, body(s as u8));
             entries(&mut keeps_up, u64::MAX, 1).unwrap();
@@ -516,7 +499,7 @@ mod tests {
     #[test]
     fn the_log_is_bounded_in_bytes_too() {
         let log = RoomLog::new(1 << 20);
-        let mut r = log.reader(Arc::default());
+        let mut r = log.reader();
         let big = Payload::shared(vec![0u8; MAX_LOG_BYTES / (CHUNK + 1)]);
         for s in 0..3 * CHUNK as u64 {
             log.append(s, None, big.clone());
@@ -535,7 +518,7 @@ mod tests {
     #[test]
     fn a_waiting_reader_is_woken_once_by_the_next_append() {
         let log = RoomLog::new(8);
-        let mut r = log.reader(Arc::default());
+        let mut r = log.reader();
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let caught_up = Ok((Read::CaughtUp, vec![]));
@@ -579,7 +562,7 @@ mod tests {
             let log = RoomLog::new(8);
             let seen = Arc::new(Where(Mutex::default()));
             let waker = Waker::from(seen.clone());
-            let mut readers: Vec<Reader> = (0..n).map(|_| log.reader(Arc::default())).collect();
+            let mut readers: Vec<Reader> = (0..n).map(|_| log.reader()).collect();
             for r in &mut readers {
                 assert_eq!(
                     entries_waking(r, u64::MAX, 1, &waker).unwrap().0,
@@ -612,7 +595,7 @@ mod tests {
     fn forgetting_one_reader_of_a_session_keeps_its_other_one_waiting() {
         // A session that left a room and joined it again reads the log twice for a while.
         let log = RoomLog::new(8);
-        let (mut left, mut joined) = (log.reader(Arc::default()), log.reader(Arc::default()));
+        let (mut left, mut joined) = (log.reader(), log.reader());
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         for r in [&mut left, &mut joined] {

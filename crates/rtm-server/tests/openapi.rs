@@ -219,6 +219,71 @@ async fn room_unicast_batch_and_broadcast() {
     s.shutdown().await.unwrap();
 }
 
+/// A member that left gets no broadcast sent after its leave; one that joined again gets each
+/// later broadcast once; a membership taken over by another connection ends the old one's.
+#[tokio::test]
+async fn broadcasts_follow_membership_across_leave_rejoin_and_takeover() {
+    let s = server().await;
+    let addr = s.local_addr();
+    let mut a = connect(addr, APP).await;
+    let mut b = connect(addr, APP).await;
+    assert_eq!(a.join("r", "alice").await, OK);
+    assert_eq!(b.join("r", "bob").await, OK);
+    let broadcast = |m: &'static str| async move {
+        api(
+            addr,
+            "SendBroadcast",
+            &json!({"AppId": APP, "RoomId": "r", "From": "srv", "Binary": false, "Message": m}),
+        )
+        .await
+        .assert_ok();
+    };
+    broadcast("1").await;
+    assert_eq!(
+        next_push(&mut b).await,
+        push(PushKind::Room, "r", "srv", false, b"1")
+    );
+    let req = b.req();
+    let leave = rtm_protocol::frame::ClientFrame::Leave { req, room: "r" };
+    assert_eq!(b.call(&leave).await.0, OK);
+    broadcast("2").await;
+    b.expect_silence(Duration::from_millis(200)).await;
+    assert_eq!(b.join("r", "bob").await, OK);
+    broadcast("3").await;
+    for m in ["1", "2", "3"] {
+        assert_eq!(
+            next_push(&mut a).await,
+            push(PushKind::Room, "r", "srv", false, m.as_bytes())
+        );
+    }
+    assert_eq!(
+        next_push(&mut b).await,
+        push(PushKind::Room, "r", "srv", false, b"3")
+    );
+    b.expect_silence(Duration::from_millis(100)).await;
+    // Bob joins from another connection: the first one's reading of the room ends.
+    let mut b2 = connect(addr, APP).await;
+    assert_eq!(b2.join("r", "bob").await, OK);
+    broadcast("4").await;
+    assert_eq!(
+        next_push(&mut b2).await,
+        push(PushKind::Room, "r", "srv", false, b"4")
+    );
+    assert_eq!(
+        next_push(&mut a).await,
+        push(PushKind::Room, "r", "srv", false, b"4")
+    );
+    // The first connection is told, and gets no push before it is closed.
+    loop {
+        match b.next().await {
+            Got::Notice { room, .. } => assert_eq!(room, "r"),
+            Got::Closed(_) => break,
+            g => panic!("after the takeover: {g:?}"),
+        }
+    }
+    s.shutdown().await.unwrap();
+}
+
 /// Unicasts, room unicasts, broadcasts in two rooms and another member's room messages, sent
 /// one after the other (each answered before the next), arrive in the order sent, numbered by
 /// the session from 1.
