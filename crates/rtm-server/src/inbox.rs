@@ -13,8 +13,9 @@
 //! rare: at most a few per login or membership).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 
 use crate::hub::{Control, Outbound, SessionId};
 use crate::resume::Takeover;
@@ -53,8 +54,16 @@ struct State {
 }
 
 /// A session's mailbox (see the module docs). Shared behind an `Arc`.
+///
+/// It is also the waker of what a session waits on besides its inbox, its connection and its
+/// timer ([`Inbox::take_side_wake`]): a session turn that only writes what the inbox handed
+/// it then leaves them alone.
+#[repr(C)]
 pub(crate) struct Inbox {
     state: Mutex<State>,
+    /// The connection or the timer woke the session (beside the lock word, which a turn
+    /// touches anyway).
+    side: AtomicBool,
     cap: usize,
     /// The session's id: it does not get back its own room messages.
     id: SessionId,
@@ -83,6 +92,7 @@ impl Inbox {
     pub(crate) fn new(cap: usize, id: SessionId, stamps: Arc<Stamps>) -> Self {
         Inbox {
             state: Mutex::default(),
+            side: AtomicBool::new(false),
             cap: cap.max(1),
             id,
             stamps,
@@ -112,6 +122,19 @@ impl Inbox {
         drop(st);
         wake(w);
         Ok(())
+    }
+
+    /// Whether the session's connection or timer woke it (or may have more) since the last
+    /// call; they are polled only then, with this inbox as their waker.
+    pub(crate) fn take_side_wake(&self) -> bool {
+        // Read first: the usual answer, false, leaves the line clean.
+        self.side.load(Ordering::Acquire) && self.side.swap(false, Ordering::AcqRel)
+    }
+
+    /// Has the session poll its connection and timer on its next turn (its first turn, a new
+    /// connection, or one that may have more to read).
+    pub(crate) fn wake_side_later(&self) {
+        self.side.store(true, Ordering::Release);
     }
 
     /// Starts reading a room log (the session joined its room).
@@ -190,6 +213,11 @@ impl Inbox {
         match &st.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => st.waker = Some(cx.waker().clone()),
+        }
+        // A side wake that found no waker to take (the session was already woken, and may
+        // have looked at the flag before it was set) is seen here, under the lock it takes.
+        if self.side.load(Ordering::Acquire) {
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }
@@ -287,6 +315,19 @@ impl Inbox {
     }
 }
 
+/// The waker of a session's connection and timer: it flags the wake and wakes the session.
+impl Wake for Inbox {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.side.store(true, Ordering::Release);
+        let w = self.lock().waker.take();
+        wake(w);
+    }
+}
+
 fn wake(w: Option<Waker>) {
     if let Some(w) = w {
         w.wake();
@@ -350,6 +391,38 @@ mod tests {
             Poll::Ready(Received::Frames)
         ));
         assert_eq!(got.iter().map(bytes).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_side_wake_wakes_the_waiting_session_and_is_never_lost() {
+        let inbox = Arc::new(Inbox::new(8, 1, Arc::default()));
+        let side = Waker::from(inbox.clone());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || count.0.load(Ordering::SeqCst);
+        // The session waits; its connection wakes it once.
+        assert!(inbox.poll_recv(&mut cx, None).is_pending());
+        side.wake_by_ref();
+        assert_eq!(woken(), 1);
+        assert!(inbox.take_side_wake());
+        assert!(!inbox.take_side_wake(), "taken once");
+        assert!(inbox.poll_recv(&mut cx, None).is_pending());
+        // A side wake that comes while the session's waker is taken (the session is already
+        // woken, and may have looked at the flag before it was set): its next wait does not
+        // sleep on it.
+        inbox.push(frame(1)).unwrap();
+        assert_eq!(woken(), 2);
+        side.wake_by_ref();
+        assert_eq!(woken(), 2, "no waker to take");
+        let mut got = VecDeque::new();
+        assert!(inbox.poll_recv(&mut cx, Some(&mut got)).is_ready());
+        assert!(inbox.poll_recv(&mut cx, Some(&mut got)).is_pending());
+        assert_eq!(woken(), 3, "the wait wakes the session at once");
+        assert!(inbox.take_side_wake());
+        // Taken, it no longer wakes a wait.
+        assert!(inbox.poll_recv(&mut cx, Some(&mut got)).is_pending());
+        assert_eq!(woken(), 3);
     }
 
     #[test]

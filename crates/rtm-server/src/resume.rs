@@ -92,13 +92,12 @@ impl Resumes {
 }
 
 /// The push bodies a session wrote last, numbered on from `first`, bounded in count and
-/// bytes. Bodies are shared with every other recipient: a slot is one pointer, and the
-/// body's length is kept beside it, so that dropping the oldest touches nothing of the body
-/// but its reference count (its memory is cold by then).
+/// bytes. Bodies are shared with every other recipient: a slot is one pointer and the body's
+/// length, kept beside it so that dropping the oldest touches nothing of the body but its
+/// reference count (its memory is cold by then). A push writes one slot and drops one.
 pub(crate) struct ReplayRing {
-    items: VecDeque<Body>,
-    /// The length of each of `items`.
-    lens: VecDeque<u32>,
+    /// Each body with its length.
+    items: VecDeque<(Body, u32)>,
     /// The `seq` of `items[0]`.
     first: u64,
     bytes: usize,
@@ -110,7 +109,6 @@ impl ReplayRing {
     pub(crate) fn new(max_items: usize, max_bytes: usize) -> Self {
         ReplayRing {
             items: VecDeque::new(),
-            lens: VecDeque::new(),
             first: 0,
             bytes: 0,
             max_items,
@@ -126,7 +124,6 @@ impl ReplayRing {
         }
         if self.first + self.items.len() as u64 != seq {
             self.items.clear();
-            self.lens.clear();
             self.bytes = 0;
             self.first = seq;
         }
@@ -134,12 +131,11 @@ impl ReplayRing {
         // taken away alike.
         let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
         self.bytes += len as usize;
-        self.items.push_back(body);
-        self.lens.push_back(len);
+        self.items.push_back((body, len));
         while self.items.len() > self.max_items
             || (self.bytes > self.max_bytes && self.items.len() > 1)
         {
-            if let (Some(_), Some(len)) = (self.items.pop_front(), self.lens.pop_front()) {
+            if let Some((_, len)) = self.items.pop_front() {
                 self.bytes -= len as usize;
                 self.first += 1;
             }
@@ -163,7 +159,7 @@ impl ReplayRing {
             (self.first..)
                 .zip(self.items.iter())
                 .skip(skip)
-                .map(|(seq, b)| (seq, b.clone()))
+                .map(|(seq, (b, _))| (seq, b.clone()))
                 .collect(),
         )
     }

@@ -21,11 +21,12 @@
 //! If a sender waited for the answer to item X before sending item Y, X was in place before
 //! Y was stamped; a session that finds Y below `S` also finds X, and hands X out first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::Waker;
 
+use slab::Slab;
 use tokio::runtime::Handle;
 
 use crate::hub::{Body, Outbound, SessionId};
@@ -101,14 +102,16 @@ struct Writer {
     bytes: usize,
 }
 
-/// Readers waiting for the next entry, by reader.
+/// Readers waiting for the next entry. A reader keeps the key of its waker (valid while the
+/// log's `wakes` has not moved on): a slab takes a waker without hashing, and the wakers of a
+/// room sit side by side.
 #[derive(Default)]
 struct Waiters {
-    wakers: HashMap<u64, Waker>,
+    wakers: Slab<Waker>,
 }
 
 /// The id of the next reader, unique in the process: a session tells its readers apart by it
-/// ([`crate::inbox::Inbox::end_reading`]), and a log its waiters.
+/// ([`crate::inbox::Inbox::end_reading`]).
 static NEXT_READER: AtomicU64 = AtomicU64::new(1);
 
 /// A room's recent broadcasts (see the module docs).
@@ -208,7 +211,7 @@ impl RoomLog {
             return Wakes(Vec::new());
         }
         self.wakes.fetch_add(1, Ordering::AcqRel);
-        Wakes(ws.wakers.drain().map(|(_, w)| w).collect())
+        Wakes(ws.wakers.drain().collect())
     }
 }
 
@@ -261,8 +264,8 @@ pub(crate) struct Reader {
     /// reads nothing stamped from there on. Kept here, beside what a read loads anyway, and
     /// set under the session's inbox lock, which every read holds.
     until: u64,
-    /// The log's `wakes` when this reader left its waker there.
-    registered: Option<u64>,
+    /// The log's `wakes` when this reader left its waker there, and the waker's key.
+    registered: Option<(u64, usize)>,
 }
 
 impl Reader {
@@ -280,7 +283,11 @@ impl Reader {
         let until = self.until;
         // Still waiting, and no append has woken the waiters since: there is nothing to read
         // (an append on its way wakes this reader), and the shared chunk is left alone.
-        if until == u64::MAX && self.registered == Some(self.log.wakes.load(Ordering::Acquire)) {
+        if until == u64::MAX
+            && self
+                .registered
+                .is_some_and(|(at, _)| at == self.log.wakes.load(Ordering::Acquire))
+        {
             return Ok(Read::CaughtUp);
         }
         let limit = limit.min(until);
@@ -339,8 +346,8 @@ impl Reader {
         if arrived {
             return false;
         }
-        self.registered = Some(self.log.wakes.load(Ordering::Acquire));
-        ws.wakers.insert(self.id, waker.clone());
+        let key = ws.wakers.insert(waker.clone());
+        self.registered = Some((self.log.wakes.load(Ordering::Acquire), key));
         true
     }
 
@@ -362,8 +369,12 @@ impl Reader {
 
     /// Takes back a waker left with the log (the reader is being dropped).
     pub(crate) fn forget(&mut self) {
-        if self.registered.take().is_some() {
-            lock(&self.log.waiters).wakers.remove(&self.id);
+        if let Some((at, key)) = self.registered.take() {
+            let mut ws = lock(&self.log.waiters);
+            // Woken since (`wakes` moves on under this lock): the key is no longer ours.
+            if at == self.log.wakes.load(Ordering::Acquire) {
+                ws.wakers.try_remove(key);
+            }
         }
     }
 }
@@ -611,5 +622,36 @@ mod tests {
             1,
             "the other reader is woken"
         );
+    }
+
+    #[test]
+    fn a_reader_woken_and_forgotten_leaves_the_waker_that_took_its_place() {
+        // The first reader's waker is taken by an append; the second reader's waker then gets
+        // the same place in the log. Forgetting the first must not take the second's.
+        let log = RoomLog::new(8);
+        let (mut first, mut second) = (log.reader(), log.reader());
+        let (one, two) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let (w1, w2) = (Waker::from(one.clone()), Waker::from(two.clone()));
+        assert_eq!(
+            entries_waking(&mut first, u64::MAX, 1, &w1).unwrap().0,
+            Read::CaughtUp
+        );
+        log.append(0, None, body(0));
+        assert_eq!(one.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            entries_waking(&mut second, u64::MAX, 1, &w2),
+            Ok((Read::CaughtUp, vec![0]))
+        );
+        first.forget();
+        log.append(1, None, body(1));
+        assert_eq!(
+            two.0.load(Ordering::SeqCst),
+            1,
+            "the second reader is still woken"
+        );
+        assert_eq!(one.0.load(Ordering::SeqCst), 1);
     }
 }

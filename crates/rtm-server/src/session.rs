@@ -8,7 +8,10 @@
 //! ([`Takeover`]), which replays the pushes the client missed and carries on.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -198,7 +201,7 @@ pub(crate) fn run(
     batch: bool,
     app: Arc<App>,
     env: SessionEnv,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) -> impl Future<Output = ()> + Send + 'static {
     let open = app.metrics().connection();
     let handle = env.hub.new_session(&app);
     let key: SessionKey = rand::random();
@@ -277,31 +280,45 @@ impl Session {
     }
 }
 
+/// A session's state. The fields a turn that writes pushes touches come first, together
+/// (`repr(C)` keeps the order): such turns are most turns, and a session's state is out of
+/// the cache by its next one.
+#[repr(C)]
 struct Session {
+    /// The connection; `None` while the session waits for a resume.
+    socket: Option<WebSocket>,
+    /// Frames taken from the inbox and not yet written.
+    pending: VecDeque<Outbound>,
+    /// The pushes written last, for a resume.
+    ring: ReplayRing,
+    /// The sequence number of the last push written.
+    seq: u64,
+    /// When the last frame arrived.
+    last_rx: Instant,
+    /// When the last WebSocket ping went out (or was queued to go with the next pushes), or
+    /// the session opened, plus a random delay ([`ping_base`]): the next ping falls due a
+    /// heartbeat after this or after the last frame from the client, whichever is later.
+    last_ping: Instant,
+    limits: SessionLimits,
+    /// Business-server outcomes not yet answered, in the order the messages were sent.
+    relayed: PendingQueue,
+    /// The connection's client reads Batch messages (`&batch=1`).
+    batch: bool,
+    /// A WebSocket ping goes out in the next write of pushes.
+    ping_due: bool,
     app: Arc<App>,
     handle: SessionHandle,
     /// The key of this session's Welcome.
     key: SessionKey,
     resumes: Resumes,
-    limits: SessionLimits,
     /// The user bound by the first Login or Join.
     user: Option<String>,
     logged_in: bool,
     rooms: HashSet<String>,
-    /// The sequence number of the last push written.
-    seq: u64,
     /// Where `SendServer` messages go.
     relay: SessionRelay,
-    /// Business-server outcomes not yet answered, in the order the messages were sent.
-    relayed: PendingQueue,
-    /// The connection; `None` while the session waits for a resume.
-    socket: Option<WebSocket>,
-    /// The connection's client reads Batch messages (`&batch=1`).
-    batch: bool,
     /// The budget of user and room messages (`Config::max_messages_per_sec`).
     messages: RateLimiter,
-    /// The pushes written last, for a resume.
-    ring: ReplayRing,
     /// The replies written last, for requests re-sent after a resume.
     replies: ReplyCache,
     /// Requests still being executed (business-server POSTs), with the epoch they arrived in.
@@ -318,18 +335,8 @@ struct Session {
     lost_login: bool,
     /// These memberships were taken by another connection (since their last Join).
     lost_rooms: HashSet<String>,
-    /// When the last frame arrived.
-    last_rx: Instant,
-    /// When the last WebSocket ping went out (or was queued to go with the next pushes), or
-    /// the session opened, plus a random delay ([`ping_base`]): the next ping falls due a
-    /// heartbeat after this or after the last frame from the client, whichever is later.
-    last_ping: Instant,
-    /// A WebSocket ping goes out in the next write of pushes.
-    ping_due: bool,
     /// Member frames of a first Join, written right after its reply.
     members_after_reply: Vec<Bytes>,
-    /// Frames taken from the inbox and not yet written.
-    pending: VecDeque<Outbound>,
 }
 
 /// A frame to write: encoded, or a push to number.
@@ -418,6 +425,37 @@ async fn write_some(
     Ok(n)
 }
 
+/// A write to the connection that fails after [`WRITE_TIMEOUT`] (the connection is dead).
+/// The timer is armed only when the write does not complete at once, so the usual write,
+/// which the socket takes at once, costs no timer entry.
+fn timed<F>(write: F) -> Timed<F> {
+    Timed { write, timer: None }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`timed`]: `None` when the write failed or timed out.
+    struct Timed<F> {
+        #[pin]
+        write: F,
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future<Output = Result<T, axum::Error>>, T> Future for Timed<F> {
+    type Output = Option<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let this = self.project();
+        if let Poll::Ready(r) = this.write.poll(cx) {
+            return Poll::Ready(r.ok());
+        }
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        timer.as_mut().poll(cx).map(|()| None)
+    }
+}
+
 /// Keeps a written push in the replay ring, when there is one.
 fn keep(ring: &mut Option<&mut ReplayRing>, out: Out) {
     if let (Some(ring), Out::Push(seq, body)) = (ring, out) {
@@ -433,11 +471,42 @@ fn ping_base(now: Instant, heartbeat: Duration) -> Instant {
     now + heartbeat.mul_f64(rand::random::<f64>() / 2.0)
 }
 
-async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>> {
-    match s {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
+/// What woke a session besides its inbox.
+enum Side {
+    /// The connection's next message (`None`: the connection ended).
+    Message(Option<Result<Message, axum::Error>>),
+    /// The timer fired.
+    Timer,
+}
+
+/// The timer's firing or the connection's next message. Both are polled with the session's
+/// inbox as their waker, and only once it was woken by either (or either may have more):
+/// a turn that only writes pushes does not touch the connection's read state (a read attempt
+/// zero-fills the read buffer) or the timer.
+async fn side_event(
+    socket: &mut Option<WebSocket>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+    inbox: &Inbox,
+    side: &Waker,
+) -> Side {
+    std::future::poll_fn(|_| {
+        if !inbox.take_side_wake() {
+            return Poll::Pending;
+        }
+        let mut cx = Context::from_waker(side);
+        let event = if timer.as_mut().poll(&mut cx).is_ready() {
+            Poll::Ready(Side::Timer)
+        } else if let Some(s) = socket.as_mut() {
+            s.poll_next_unpin(&mut cx).map(Side::Message)
+        } else {
+            Poll::Pending
+        };
+        if event.is_ready() {
+            inbox.wake_side_later();
+        }
+        event
+    })
+    .await
 }
 
 /// The next thing from the session's inbox: a control event, or (while `pending` is wanted)
@@ -445,7 +514,7 @@ async fn recv(s: &mut Option<WebSocket>) -> Option<Result<Message, axum::Error>>
 async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> Received {
     let mut pending = pending;
     std::future::poll_fn(|cx| match pending.as_deref_mut() {
-        Some(p) if !p.is_empty() => std::task::Poll::Ready(Received::Frames),
+        Some(p) if !p.is_empty() => Poll::Ready(Received::Frames),
         p => inbox.poll_recv(cx, p),
     })
     .await
@@ -454,6 +523,9 @@ async fn next_from(inbox: &Inbox, pending: Option<&mut VecDeque<Outbound>>) -> R
 impl Session {
     async fn drive(&mut self, auth_timeout: Duration) -> Exit {
         let inbox = self.handle.inbox().clone();
+        // The connection and the timer are polled on the first turn, and then when they wake.
+        let side = Waker::from(inbox.clone());
+        inbox.wake_side_later();
         let mut auth_deadline = Some(Instant::now() + auth_timeout);
         let mut window: Option<Instant> = None;
         // One timer for every deadline (auth, idle, ping, resume window), set to the earliest.
@@ -478,18 +550,23 @@ impl Session {
                 timer.as_mut().reset(next);
                 fired = false;
             }
+            let mut wrote = false;
             // Every handler but the writing of queued frames runs boxed (allocated only while
             // it runs), so the session's future, resident for every connection, stays small.
             let flow = tokio::select! {
-                msg = recv(&mut self.socket), if connected => Box::pin(self.on_message(msg)).await,
                 got = next_from(&inbox, connected.then_some(&mut self.pending)) => match got {
-                    Received::Frames => self.on_outbound().await,
+                    Received::Frames => {
+                        wrote = true;
+                        self.on_outbound().await
+                    }
                     Received::Control(c) => Box::pin(self.on_control(c)).await,
                 },
                 Some((req, out)) = self.relayed.next(), if !self.relayed.is_empty() => {
                     Box::pin(self.on_relayed(req, out.code, &out.body)).await
                 }
-                () = &mut timer => {
+                event = side_event(&mut self.socket, timer.as_mut(), &inbox, &side) => match event {
+                    Side::Message(msg) => Box::pin(self.on_message(msg)).await,
+                    Side::Timer => {
                     fired = true;
                     let now = Instant::now();
                     match window {
@@ -514,6 +591,7 @@ impl Session {
                             Flow::End
                         }
                         _ => Flow::Continue,
+                    }
                     }
                 }
             };
@@ -546,8 +624,9 @@ impl Session {
                     window = Some(Instant::now() + self.limits.resume_window);
                 }
             }
-            // While neither logged in nor in a room, a connection must bind soon.
-            if self.socket.is_some() {
+            // While neither logged in nor in a room, a connection must bind soon (writing
+            // pushes changes neither).
+            if !wrote && self.socket.is_some() {
                 if self.logged_in || !self.rooms.is_empty() {
                     auth_deadline = None;
                 } else if auth_deadline.is_none() {
@@ -564,7 +643,7 @@ impl Session {
                 code,
                 reason: reason.into(),
             }));
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, s.send(frame)).await;
+            let _ = timed(s.send(frame)).await;
         }
     }
 
@@ -577,9 +656,9 @@ impl Session {
         let Some(s) = self.socket.as_mut() else {
             return Flow::Continue;
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, s.send(m)).await {
-            Ok(Ok(())) => Flow::Continue,
-            _ => Flow::Lost(None),
+        match timed(s.send(m)).await {
+            Some(()) => Flow::Continue,
+            None => Flow::Lost(None),
         }
     }
 
@@ -656,14 +735,14 @@ impl Session {
             }
             write_some(socket, self.batch, &mut frames, Some(ring)).await
         };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, batch).await;
+        let written = timed(batch).await;
         // After a burst, an emptied buffer is not kept at its largest.
         if self.pending.is_empty() && self.pending.capacity() > BATCH_FRAMES * 4 {
             self.pending = VecDeque::new();
         }
         match written {
-            Ok(Ok(_)) => Flow::Continue,
-            _ => Flow::Lost(None),
+            Some(_) => Flow::Continue,
+            None => Flow::Lost(None),
         }
     }
 
@@ -675,15 +754,10 @@ impl Session {
         };
         let mut frames = frames.into_iter();
         loop {
-            match tokio::time::timeout(
-                WRITE_TIMEOUT,
-                write_some(socket, self.batch, &mut frames, None),
-            )
-            .await
-            {
-                Ok(Ok(0)) => return Flow::Continue,
-                Ok(Ok(_)) => {}
-                _ => return Flow::Lost(None),
+            match timed(write_some(socket, self.batch, &mut frames, None)).await {
+                Some(0) => return Flow::Continue,
+                Some(_) => {}
+                None => return Flow::Lost(None),
             }
         }
     }
@@ -769,6 +843,7 @@ impl Session {
         self.close(close::SESSION_ENDED, "resumed on another connection")
             .await;
         self.socket = Some(t.socket);
+        self.handle.inbox().wake_side_later();
         self.batch = t.batch;
         drop(t.back);
         self.epoch += 1;
@@ -822,6 +897,7 @@ impl Session {
         match handed {
             Ok(Some(socket)) => {
                 self.socket = Some(socket);
+                self.handle.inbox().wake_side_later();
                 self.last_rx = Instant::now();
                 self.answer(req, Code::RecoveryFailed, &[]).await
             }

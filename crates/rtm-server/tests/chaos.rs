@@ -399,14 +399,14 @@ async fn chaos_exactly_once_in_order_or_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_a_short_resume_window_loses_only_what_it_reports() {
     // Whether a resume fails depends on the seed (the cuts and the jittered backoff): every run
-    // checks the delivery properties, and up to three seeds are tried until one exercises a
-    // failed resume.
-    for _ in 0..3 {
+    // checks the delivery properties, and up to five seeds are tried until one exercises a
+    // failed resume (one in three or four runs needs a second).
+    for _ in 0..5 {
         if run_chaos(20, 40, Some(200)).await > 0 {
             return;
         }
     }
-    panic!("no resume failed in three runs: the short window was not exercised");
+    panic!("no resume failed in five runs: the short window was not exercised");
 }
 
 /// Runs the scenario; returns how many sessions ended (failed resumes and give-ups).
