@@ -567,31 +567,31 @@ impl Session {
                 event = side_event(&mut self.socket, timer.as_mut(), &inbox, &side) => match event {
                     Side::Message(msg) => Box::pin(self.on_message(msg)).await,
                     Side::Timer => {
-                    fired = true;
-                    let now = Instant::now();
-                    match window {
-                        _ if connected && auth_deadline.is_some_and(|d| d <= now) => {
-                            Flow::Close(close::AUTH_TIMEOUT, "no login or join in time")
-                        }
-                        _ if connected && idle_deadline <= now => {
-                            Flow::Lost(Some((close::IDLE, "no heartbeat")))
-                        }
-                        _ if connected && ping_at <= now => {
-                            self.last_ping = ping_base(now, self.limits.heartbeat);
-                            if self.pending.is_empty() {
-                                self.write_message(Message::Ping(Bytes::new())).await
-                            } else {
-                                // Pushes are written next: the ping goes in the same write.
-                                self.ping_due = true;
-                                Flow::Continue
+                        fired = true;
+                        let now = Instant::now();
+                        match window {
+                            _ if connected && auth_deadline.is_some_and(|d| d <= now) => {
+                                Flow::Close(close::AUTH_TIMEOUT, "no login or join in time")
                             }
+                            _ if connected && idle_deadline <= now => {
+                                Flow::Lost(Some((close::IDLE, "no heartbeat")))
+                            }
+                            _ if connected && ping_at <= now => {
+                                self.last_ping = ping_base(now, self.limits.heartbeat);
+                                if self.pending.is_empty() {
+                                    self.write_message(Message::Ping(Bytes::new())).await
+                                } else {
+                                    // Pushes are written next: the ping goes in the same write.
+                                    self.ping_due = true;
+                                    Flow::Continue
+                                }
+                            }
+                            Some(w) if !connected && w <= now => {
+                                tracing::debug!(session = self.handle.id, "resume window expired");
+                                Flow::End
+                            }
+                            _ => Flow::Continue,
                         }
-                        Some(w) if !connected && w <= now => {
-                            tracing::debug!(session = self.handle.id, "resume window expired");
-                            Flow::End
-                        }
-                        _ => Flow::Continue,
-                    }
                     }
                 }
             };
