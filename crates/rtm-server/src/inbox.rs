@@ -60,10 +60,10 @@ struct State {
 /// it then leaves them alone.
 #[repr(C)]
 pub(crate) struct Inbox {
-    state: Mutex<State>,
-    /// The connection or the timer woke the session (beside the lock word, which a turn
-    /// touches anyway).
+    /// The connection or the timer woke the session. First, on the cache line of the lock
+    /// word (a `Mutex` starts with it), which every turn touches anyway.
     side: AtomicBool,
+    state: Mutex<State>,
     cap: usize,
     /// The session's id: it does not get back its own room messages.
     id: SessionId,
@@ -91,8 +91,8 @@ impl Inbox {
     /// them with its app's `stamps`.
     pub(crate) fn new(cap: usize, id: SessionId, stamps: Arc<Stamps>) -> Self {
         Inbox {
-            state: Mutex::default(),
             side: AtomicBool::new(false),
+            state: Mutex::default(),
             cap: cap.max(1),
             id,
             stamps,
