@@ -78,7 +78,7 @@ kill $pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
 
 dump=$(ls -t "$out/$kind.out".* | head -1)
-deliveries=$((clients * ${rate%.*} * window))
+deliveries=$(awk -v c="$clients" -v r="$rate" -v w="$window" 'BEGIN { printf "%d", c * r * w }')
 echo "$kind, $clients clients, $rate/s, $window s counted ($deliveries deliveries); per delivery:"
 callgrind_annotate "$dump" 2>/dev/null | grep 'PROGRAM TOTALS' | tr -d , | awk -v d=$deliveries \
     '{printf "  instructions %.0f  L1i misses %.1f  L1d misses %.1f read, %.1f write  LL misses %.1f read, %.1f write\n", $1/d, $7/d, $9/d, $11/d, $15/d, $17/d}'
